@@ -1,0 +1,102 @@
+"""Saving and loading snapshots: atomic writes, safe reads, models rebuilt from their config.
+
+A snapshot is a dict of tensors and plain Python values:
+
+    {"format": 1, "model_type": "GatedPixelCNN", "config": {...constructor kwargs...},
+     "model": state_dict, "meta": {...dataset, levels, image size or rate, speakers...},
+     # trainer snapshots only:
+     "optimizer": ..., "state": {...iteration, epoch, best metric, history...},
+     "rng": {...}, "args": {...all flags of the run...}}
+"""
+import os
+import pickle
+import tempfile
+import zipfile
+
+import torch
+
+from .errors import UserError
+from .models import GatedPixelCNN, WaveNet
+
+FORMAT = 1
+MODEL_TYPES = {cls.__name__: cls for cls in (GatedPixelCNN, WaveNet)}
+# the script that owns each model type, named in errors when a snapshot goes to the other one
+SCRIPT_FOR = {"GatedPixelCNN": "infer.py", "WaveNet": "infer_wavenet.py"}
+
+
+def atomic_write(path, write):
+    """Call write(file_object) on a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    A crash at any moment leaves either the old file or the new one, never a torn one.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def save(path, snapshot):
+    """Write a snapshot dict atomically."""
+    atomic_write(path, lambda f: torch.save(snapshot, f))
+
+
+def load(path, map_location="cpu"):
+    """Read a snapshot with weights_only=True (no code from the file runs); UserError if it is not one."""
+    if not os.path.isfile(path):
+        raise UserError(f"snapshot {path!r} not found: pass the path of a file written by training")
+    try:
+        snapshot = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path!r} is not a readable snapshot ({first_line}); "
+                        "pass a file written by train.py or train_wavenet.py") from None
+    if not isinstance(snapshot, dict) or snapshot.get("model_type") not in MODEL_TYPES:
+        raise UserError(f"{path!r} is not a snapshot of this project; "
+                        "pass a file written by train.py or train_wavenet.py")
+    if snapshot.get("format") != FORMAT:
+        raise UserError(f"{path!r} has snapshot format {snapshot.get('format')}, this version reads "
+                        f"format {FORMAT}")
+    return snapshot
+
+
+def model_snapshot(model, meta):
+    """The part of a snapshot that rebuilds a trained model: type, config, weights, meta."""
+    return {"format": FORMAT, "model_type": type(model).__name__, "config": dict(model.config),
+            "model": model.state_dict(), "meta": dict(meta)}
+
+
+def build_model(snapshot, expected_type):
+    """Rebuild the model of `snapshot` from its config alone and load its weights."""
+    model_type = snapshot["model_type"]
+    if model_type != expected_type:
+        raise UserError(f"this is a {model_type} snapshot, not a {expected_type} one; "
+                        f"use {SCRIPT_FOR[model_type]} for it")
+    model = MODEL_TYPES[model_type](**snapshot["config"])
+    model.load_state_dict(snapshot["model"])
+    return model
+
+
+def check_flags(snapshot, flags, source):
+    """Raise UserError when a flag the user gave contradicts the snapshot's value.
+
+    flags: {name: value or None}; None means "not given, take the snapshot's".
+    Values are looked up in the model config, then in the snapshot's meta.
+    """
+    known = {**snapshot.get("meta", {}), **snapshot["config"]}
+    for name, value in flags.items():
+        if value is not None and name in known and known[name] != value:
+            raise UserError(f"--{name} {value} contradicts {source}, which was trained with "
+                            f"--{name} {known[name]}; drop the flag or pass --{name} {known[name]}")

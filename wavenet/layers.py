@@ -1,0 +1,114 @@
+"""Causal building blocks shared by Gated PixelCNN and WaveNet.
+
+The 2-D convolutions have a `forward` that pads so the output keeps the
+input's size (training, teacher forcing) and a `valid` method that convolves an
+already-gathered window without padding (cached sampling). Both apply the same
+weights, so sampling cannot drift from training. WaveNet's `CausalConv1d`
+never pads: the model prepends silence once, at its input.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def gated_activation(h, condition=None):
+    """tanh(filter) * sigmoid(gate), eq. (2) of the Gated PixelCNN paper.
+
+    h: (B, 2*C, ...) pre-activations, filter half first; condition: a term
+    broadcastable to h (class or speaker embedding) added to both halves.
+    Returns (B, C, ...).
+    """
+    if condition is not None:
+        h = h + condition
+    a, b = h.chunk(2, dim=1)  # filter, gate: (B, C, ...) each
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+def channel_groups(n, groups, gated=False):
+    """Colour group of each of `n` channels: channel c belongs to group c % groups.
+
+    With `gated`, the n channels are a filter half and a gate half that
+    `gated_activation` multiplies pairwise, so both halves get the same groups.
+    """
+    if gated:
+        return channel_groups(n // 2, groups).repeat(2)
+    return torch.arange(n) % groups
+
+
+def center_tap_mask(out_groups, in_groups, mask_type):
+    """(C_out, C_in) mask for the tap at the current pixel.
+
+    Sub-pixels are generated in channel order (R -> G -> B). Mask 'A' lets an
+    output of group g see only inputs of groups < g (the first layer must not see
+    the sub-pixel it predicts); mask 'B' also allows group g itself.
+    """
+    out_g = out_groups[:, None]
+    in_g = in_groups[None, :]
+    allowed = in_g < out_g if mask_type == "A" else in_g <= out_g
+    return allowed.float()
+
+
+class VerticalConv(nn.Conv2d):
+    """The vertical stack's convolution: a (k//2 + 1) x k kernel over the rows at and above.
+
+    Output row i sees input rows i - k//2 .. i (all columns within k//2). It
+    includes row i itself, so the stack's output may only reach the horizontal
+    stack through `shift_down`. No tap of the kernel is ever zero.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size):
+        super().__init__(in_channels, out_channels, (kernel_size // 2 + 1, kernel_size))
+        self.half = kernel_size // 2
+
+    def forward(self, x):
+        # pad left/right by k//2 and only above: the kernel's last row sits on row i
+        return self.valid(F.pad(x, (self.half, self.half, self.half, 0)))
+
+    def valid(self, window):
+        """Convolve without padding: (B, C, k//2 + 1 + r, W + 2*(k//2)) -> (B, C_out, 1 + r, W)."""
+        return super().forward(window)
+
+
+class HorizontalConv(nn.Conv2d):
+    """The horizontal stack's convolution: a 1 x (k//2 + 1) kernel over the current row.
+
+    Output (i, j) sees columns j - k//2 .. j of row i. Every tap left of j is
+    free; the tap at j itself is masked by colour group (`center_tap_mask`), so a
+    1x1 `HorizontalConv` is the masked 1x1 convolution of the paper.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, in_groups, out_groups):
+        super().__init__(in_channels, out_channels, (1, kernel_size // 2 + 1))
+        self.half = kernel_size // 2
+        mask = torch.ones_like(self.weight)
+        mask[:, :, 0, -1] = center_tap_mask(out_groups, in_groups, mask_type)
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x):
+        # pad only on the left: the kernel's last column sits on column j
+        return self.valid(F.pad(x, (self.half, 0, 0, 0)))
+
+    def valid(self, window):
+        """Convolve without padding: (B, C, R, k//2 + 1 + w) -> (B, C_out, R, 1 + w)."""
+        return F.conv2d(window, self.weight * self.mask, self.bias)
+
+
+def shift_down(x):
+    """Move every row one step down, filling row 0 with zeros: (B, C, H, W) -> (B, C, H, W).
+
+    Applied exactly once, where the vertical stack feeds the horizontal stack, so
+    that pixel (i, j) receives only rows < i from above.
+    """
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
+
+
+class CausalConv1d(nn.Conv1d):
+    """A dilated convolution without padding: output n sees inputs n .. n + reach.
+
+    Aligning each output with the *last* input of its window makes it causal; a
+    caller trims anything added to the output (a residual) to its last steps.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, dilation=1):
+        super().__init__(in_channels, out_channels, kernel_size, dilation=dilation)
+        self.reach = (kernel_size - 1) * dilation  # how many past steps one output looks back

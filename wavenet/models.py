@@ -1,0 +1,223 @@
+"""The two networks: Gated PixelCNN (van den Oord et al. 2016, arXiv:1606.05328)
+and WaveNet (van den Oord et al. 2016, arXiv:1609.03499).
+
+Constructor arguments are each model's whole config: checkpoints store them as
+a dict and rebuild the model from it.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .layers import (CausalConv1d, HorizontalConv, VerticalConv, channel_groups,
+                     gated_activation, shift_down)
+
+FIRST_KERNEL = 7  # the first block sees a 7x7 neighbourhood (mask A), as in the paper
+BLOCK_KERNEL = 3  # every later block is 3x3 (mask B)
+
+
+class GatedBlock(nn.Module):
+    """One layer of both stacks with gated units (Figure 2 of the Gated PixelCNN paper)."""
+
+    def __init__(self, in_channels, hidden_dim, kernel_size, mask_type, groups, num_classes, residual):
+        super().__init__()
+        in_groups = channel_groups(in_channels, groups)
+        gate_groups = channel_groups(2 * hidden_dim, groups, gated=True)
+        hidden_groups = channel_groups(hidden_dim, groups)
+        self.vertical = VerticalConv(in_channels, 2 * hidden_dim, kernel_size)
+        self.horizontal = HorizontalConv(in_channels, 2 * hidden_dim, kernel_size, mask_type,
+                                         in_groups, gate_groups)
+        # vertical -> horizontal link: it only ever receives rows above (after shift_down),
+        # so it needs no mask
+        self.link = nn.Conv2d(2 * hidden_dim, 2 * hidden_dim, 1)
+        self.out = HorizontalConv(hidden_dim, hidden_dim, 1, "B", hidden_groups, hidden_groups)
+        self.residual = residual
+        if num_classes:
+            # the paper's V^T h, separately for the filter and the gate halves of each stack
+            self.label_v = nn.Embedding(num_classes, 2 * hidden_dim)
+            self.label_h = nn.Embedding(num_classes, 2 * hidden_dim)
+
+    def condition(self, label):
+        """Class-label terms for both stacks: label (B,) -> two (B, 2*hidden, 1, 1), or Nones."""
+        if label is None:
+            return None, None
+        return self.label_v(label)[:, :, None, None], self.label_h(label)[:, :, None, None]
+
+    def forward(self, v, h, label=None):
+        """v, h: (B, C_in, H, W) stacks -> (B, hidden, H, W) each."""
+        cond_v, cond_h = self.condition(label)
+        v_pre = self.vertical(v)                            # (B, 2*hidden, H, W), rows <= i
+        link = self.link(shift_down(v_pre))                 # rows < i only
+        return gated_activation(v_pre, cond_v), self.horizontal_out(self.horizontal(h) + link, h, cond_h)
+
+    def horizontal_out(self, h_pre, h_in, cond_h):
+        """Gate, mix with the masked 1x1 and add the residual: h_pre (B, 2*hidden, R, W) -> (B, hidden, R, W).
+
+        h_in is the block's horizontal input at the same positions (for the residual).
+        """
+        h = self.out(gated_activation(h_pre, cond_h))
+        return h_in + h if self.residual else h
+
+
+class GatedPixelCNN(nn.Module):
+    """Class-conditional Gated PixelCNN over `levels` quantised values per sub-pixel.
+
+    Sub-pixels are predicted in raster order, and within a pixel in channel order
+    (R -> G -> B); hidden channel c belongs to colour group c % in_channels.
+    """
+
+    def __init__(self, in_channels, hidden_dim, blocks_num, out_hidden_dim, levels, num_classes=10):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, hidden_dim=hidden_dim, blocks_num=blocks_num,
+                           out_hidden_dim=out_hidden_dim, levels=levels, num_classes=num_classes)
+        self.in_channels = in_channels
+        self.levels = levels
+        self.num_classes = num_classes
+        groups = in_channels
+        self.blocks = nn.ModuleList(
+            [GatedBlock(in_channels, hidden_dim, FIRST_KERNEL, "A", groups, num_classes, residual=False)]
+            + [GatedBlock(hidden_dim, hidden_dim, BLOCK_KERNEL, "B", groups, num_classes, residual=True)
+               for _ in range(blocks_num)])
+        hidden_groups = channel_groups(hidden_dim, groups)
+        out_groups = channel_groups(out_hidden_dim, groups)
+        # logits channel l*C + c belongs to colour c, so a view to (levels, C) keeps groups intact
+        logit_groups = channel_groups(levels * in_channels, groups)
+        self.out_hidden = HorizontalConv(hidden_dim, out_hidden_dim, 1, "B", hidden_groups, out_groups)
+        self.out = HorizontalConv(out_hidden_dim, levels * in_channels, 1, "B", out_groups, logit_groups)
+
+    def forward(self, x, label=None):
+        """x: (B, C, H, W) values q/(levels-1) in [0, 1]; label: (B,) long class ids.
+
+        Returns logits (B, levels, C, H, W); logits at (c, i, j) see only sub-pixels
+        before (c, i, j) in raster-then-channel order.
+        """
+        B, C, H, W = x.shape
+        self.check_label(label, B)
+        v = h = 2 * x - 1  # centre the input; zero padding then reads as mid-grey
+        for block in self.blocks:
+            v, h = block(v, h, label)
+        return self.logits(h)
+
+    def logits(self, h):
+        """Output head: horizontal stack (B, hidden, R, W) -> logits (B, levels, C, R, W)."""
+        B, _, R, W = h.shape
+        out = self.out(F.relu(self.out_hidden(F.relu(h))))  # (B, levels*C, R, W)
+        return out.view(B, self.levels, self.in_channels, R, W)
+
+    def check_label(self, label, batch):
+        """Raise ValueError unless `label` fits this model (None iff unconditional)."""
+        if self.num_classes == 0:
+            if label is not None:
+                raise ValueError("this GatedPixelCNN is unconditional: pass label=None")
+            return
+        if label is None or label.shape != (batch,):
+            raise ValueError(f"label must be a long tensor of shape ({batch},)")
+        if label.numel() and (label.min() < 0 or label.max() >= self.num_classes):
+            raise ValueError(f"label out of range 0..{self.num_classes - 1}: got {label.tolist()}")
+
+
+def receptive_field(stacks_num, layers_num, kernel_width=2):
+    """Number of past samples WaveNet's output at t sees: x[t-R .. t-1].
+
+    The input convolution sees `kernel_width` samples; each dilated layer adds
+    (kernel_width - 1) * dilation, with dilations 1, 2, ..., 2**(layers_num-1) per stack.
+    """
+    dilations = stacks_num * (2 ** layers_num - 1)
+    return (kernel_width - 1) * (dilations + 1) + 1
+
+
+class ResidualLayer(nn.Module):
+    """Dilated causal convolution, gated unit, 1x1 residual and 1x1 skip (WaveNet Fig. 4)."""
+
+    def __init__(self, hidden_dim, skip_dim, kernel_width, dilation, num_speakers, residual=True):
+        super().__init__()
+        self.dilated = CausalConv1d(hidden_dim, 2 * hidden_dim, kernel_width, dilation)
+        # global conditioning (paper section 2.5): V^T h for the filter and gate halves
+        self.speaker = nn.Embedding(num_speakers, 2 * hidden_dim) if num_speakers else None
+        # the last layer's residual output feeds nothing, so it does not exist
+        self.residual = nn.Conv1d(hidden_dim, hidden_dim, 1) if residual else None
+        self.skip = nn.Conv1d(hidden_dim, skip_dim, 1)
+
+    def forward(self, x, speaker, n):
+        """x: (B, C, reach + T) -> residual output (B, C, T) or None, skip of the last n steps (B, S, n)."""
+        cond = self.speaker(speaker)[:, :, None] if self.speaker is not None else None
+        z = gated_activation(self.dilated(x), cond)          # (B, C, T)
+        skip = self.skip(z[:, :, -n:])
+        if self.residual is None:
+            return None, skip
+        return x[:, :, self.dilated.reach:] + self.residual(z), skip
+
+
+class WaveNet(nn.Module):
+    """WaveNet over mu-law codes: logits at t predict x[t] from x[t-R .. t-1]."""
+
+    def __init__(self, levels, hidden_dim, out_hidden_dim, stacks_num, layers_num,
+                 kernel_width=2, num_speakers=0):
+        super().__init__()
+        self.config = dict(levels=levels, hidden_dim=hidden_dim, out_hidden_dim=out_hidden_dim,
+                           stacks_num=stacks_num, layers_num=layers_num, kernel_width=kernel_width,
+                           num_speakers=num_speakers)
+        self.levels = levels
+        self.num_speakers = num_speakers
+        self.receptive_field = receptive_field(stacks_num, layers_num, kernel_width)
+        # the causal input convolution over one-hot codes (kept as a conv weight; see embed)
+        self.input_conv = CausalConv1d(levels, hidden_dim, kernel_width)
+        dilations = [2 ** i for _ in range(stacks_num) for i in range(layers_num)]
+        # skip connections are summed at out_hidden_dim channels, the width of the head
+        self.layers = nn.ModuleList(
+            [ResidualLayer(hidden_dim, out_hidden_dim, kernel_width, d, num_speakers,
+                           residual=i < len(dilations) - 1)
+             for i, d in enumerate(dilations)])
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(out_hidden_dim, out_hidden_dim, 1),
+                                  nn.ReLU(), nn.Conv1d(out_hidden_dim, levels, 1))
+
+    @property
+    def silence(self):
+        """The mu-law code of 0.0 (see audio.mu_law_encode), assumed before the first sample."""
+        return self.levels // 2
+
+    def forward(self, x, speaker=None, output_length=None):
+        """x: codes long (B, T), or their one-hot float (B, levels, T); speaker: (B,) long ids.
+
+        Returns logits (B, levels, N) over the last N = output_length (default T)
+        positions of x; position t sees only x[t-R .. t-1], silence before x[0].
+        """
+        B, T = x.shape[0], x.shape[-1]
+        N = T if output_length is None else output_length
+        self.check_speaker(speaker, B)
+        R = self.receptive_field
+        history = self.prepend_silence(x)[..., -(N + R):-1]  # (B, [levels,] N + R - 1)
+        h = self.embed(history)                               # (B, hidden, N + R - k)
+        skips = 0
+        for layer in self.layers:
+            h, skip = layer(h, speaker, N)
+            skips = skips + skip                              # (B, out_hidden, N)
+        return self.head(skips)
+
+    def prepend_silence(self, x):
+        """Put R silence codes before x (codes (B, T) or one-hot (B, levels, T))."""
+        R = self.receptive_field
+        if x.dtype.is_floating_point:
+            pad = F.one_hot(torch.tensor(self.silence), self.levels).to(x)
+            return torch.cat([pad[None, :, None].expand(x.shape[0], -1, R), x], dim=-1)
+        return F.pad(x, (R, 0), value=self.silence)
+
+    def embed(self, x):
+        """Causal input convolution: x (B, T) codes or (B, levels, T) one-hot -> (B, hidden, T - k + 1)."""
+        conv = self.input_conv
+        if x.dtype.is_floating_point:
+            return conv(x)
+        # a convolution over one-hot codes is a sum of table look-ups, one per tap
+        n = x.shape[1] - conv.reach
+        h = sum(F.embedding(x[:, i:i + n], conv.weight[:, :, i].t()) for i in range(conv.reach + 1))
+        return h.transpose(1, 2) + conv.bias[:, None]         # (B, hidden, n)
+
+    def check_speaker(self, speaker, batch):
+        """Raise ValueError unless `speaker` fits this model (None iff unconditioned)."""
+        if self.num_speakers == 0:
+            if speaker is not None:
+                raise ValueError("this WaveNet has no speaker conditioning: pass speaker=None")
+            return
+        if speaker is None or speaker.shape != (batch,):
+            raise ValueError(f"speaker must be a long tensor of shape ({batch},)")
+        if speaker.min() < 0 or speaker.max() >= self.num_speakers:
+            raise ValueError(f"speaker out of range 0..{self.num_speakers - 1}: got {speaker.tolist()}")

@@ -1,0 +1,341 @@
+"""The one training loop both trainers share: step, clipping, evaluation, logging, snapshots, resume.
+
+What differs between Gated PixelCNN and WaveNet comes in as a `Task`; the loop
+has no model-specific branches. Distributed runs (torchrun) shard the data with
+DistributedSampler, and only rank 0 prints and writes files.
+"""
+import glob
+import itertools
+import json
+import math
+import os
+import random
+import re
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from . import checkpoint
+from .errors import UserError
+from .plots import plot_losses
+from .stats import layer_statistics
+
+LN2 = math.log(2.0)
+SNAPSHOT_PREFIX = "snapshot_iter_"
+
+
+@dataclass
+class Task:
+    """What the loop needs to know about one model.
+
+    loss(model, batch) -> (nll_sum, items): the negative log-likelihood in nats
+    summed over `items` scored items (images, audio samples) of the batch.
+    dims: dimensions per item (C*H*W for an image, 1 for an audio sample), for bits/dim.
+    name: prefix of model snapshots (`<name>_<iteration>`); meta: saved in them.
+    """
+    name: str
+    loss: Callable
+    dims: int
+    meta: dict
+
+
+@dataclass
+class Settings:
+    """Run settings the loop reads (the scripts fill them from their flags)."""
+    out: str
+    batchsize: int = 16
+    epoch: int = 20
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    clip: float = 1.0
+    snapshot_every: int = 0   # iterations between trainer snapshots; 0 = once per epoch
+    log_every: int = 0        # iterations between extra log records (with --stats); 0 = per epoch
+    stats: bool = False
+    seed: int = 0
+    workers: int = 0
+    amp: bool = False
+    compile: bool = False
+    resume: str = ""
+
+
+@dataclass
+class TrainState:
+    """Everything the loop counts; saved in every trainer snapshot."""
+    iteration: int = 0
+    epoch: int = 0                 # completed epochs
+    batch_in_epoch: int = 0        # batches done in the current epoch (for mid-epoch resume)
+    train_nll_sum: float = 0.0     # running sums of the current epoch
+    train_items: int = 0
+    best_metric: float = math.inf  # best validation nll so far
+    elapsed: float = 0.0
+    history: list = field(default_factory=list)
+
+
+def setup_distributed(device):
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); return (rank, world_size)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world_size
+
+
+class EpochSampler(DistributedSampler):
+    """This rank's shard of a per-epoch shuffle (seeded by seed + epoch), able to start part-way."""
+
+    skip = 0  # indices to leave out at the start, when resuming inside an epoch
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self):
+        return super().__len__() - self.skip
+
+
+def ignore_sigint(_worker_id):
+    """DataLoader workers leave Ctrl-C to the main process, which snapshots and stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def rng_states():
+    """All random generator states, as tensors and plain values (loadable with weights_only)."""
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "python": random.getstate()}
+
+
+def set_rng_states(states):
+    """Restore what rng_states() saved."""
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(states["python"])
+
+
+def find_snapshot(path):
+    """--resume takes a trainer snapshot or a folder holding them (the newest is used)."""
+    if os.path.isdir(path):
+        found = glob.glob(os.path.join(path, SNAPSHOT_PREFIX + "*"))
+        found = [p for p in found if re.fullmatch(SNAPSHOT_PREFIX + r"\d+", os.path.basename(p))]
+        if not found:
+            raise UserError(f"--resume {path!r}: no {SNAPSHOT_PREFIX}<N> file in this folder; "
+                            "pass a trainer snapshot written by a previous run")
+        return max(found, key=lambda p: int(p.rsplit("_", 1)[1]))
+    return path
+
+
+class Trainer:
+    """Trains `model` on `task` with Adam, L2-norm gradient clipping and weight decay."""
+
+    def __init__(self, model, task, train_set, val_set, settings, device, run_args=None):
+        self.model = model.to(device)
+        self.task = task
+        self.settings = settings
+        self.device = device
+        self.run_args = dict(run_args or {})
+        self.rank, self.world_size = setup_distributed(device)
+        self.is_main = self.rank == 0
+        self.state = TrainState()
+        torch.manual_seed(settings.seed)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate,
+                                          weight_decay=settings.weight_decay)
+        net = model
+        if self.world_size > 1:
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.net = torch.compile(net) if settings.compile else net
+        self.sampler = EpochSampler(train_set, num_replicas=self.world_size, rank=self.rank,
+                                    shuffle=True, seed=settings.seed)
+        pin = device.type == "cuda"
+        self.train_loader = DataLoader(train_set, batch_size=settings.batchsize, sampler=self.sampler,
+                                       num_workers=settings.workers, pin_memory=pin,
+                                       worker_init_fn=ignore_sigint if settings.workers else None)
+        val_sampler = DistributedSampler(val_set, num_replicas=self.world_size, rank=self.rank, shuffle=False)
+        self.val_loader = DataLoader(val_set, batch_size=settings.batchsize, sampler=val_sampler,
+                                     num_workers=settings.workers, pin_memory=pin,
+                                     worker_init_fn=ignore_sigint if settings.workers else None)
+        self.interrupted = False
+        if settings.resume:
+            self.resume(find_snapshot(settings.resume))
+
+    # ---- snapshots -------------------------------------------------------------------------
+
+    def trainer_snapshot(self):
+        snapshot = checkpoint.model_snapshot(self.model, self.task.meta)
+        snapshot.update(optimizer=self.optimizer.state_dict(), state=asdict(self.state),
+                        rng=rng_states(), args=self.run_args)
+        return snapshot
+
+    def save_trainer_snapshot(self):
+        """Write snapshot_iter_<N> atomically, then remove older ones; returns its path."""
+        path = os.path.join(self.settings.out, f"{SNAPSHOT_PREFIX}{self.state.iteration}")
+        if self.is_main:
+            checkpoint.save(path, self.trainer_snapshot())
+            for old in glob.glob(os.path.join(self.settings.out, SNAPSHOT_PREFIX + "*")):
+                if os.path.basename(old) != os.path.basename(path) and not old.endswith(".tmp"):
+                    os.remove(old)
+        return path
+
+    def resume(self, path):
+        snapshot = checkpoint.load(path)
+        if "optimizer" not in snapshot:
+            raise UserError(f"--resume {path!r} is a model snapshot, not a trainer snapshot; "
+                            f"pass {SNAPSHOT_PREFIX}<N> from the run's --out folder")
+        mine = checkpoint.model_snapshot(self.model, self.task.meta)
+        for key in ("model_type", "config", "meta"):
+            if snapshot[key] != mine[key]:
+                raise UserError(f"--resume {path!r} was made with {key} {snapshot[key]}, this run has "
+                                f"{mine[key]}; use the original flags or start a new --out folder")
+        self.model.load_state_dict(snapshot["model"])
+        self.optimizer.load_state_dict(snapshot["optimizer"])
+        self.state = TrainState(**snapshot["state"])
+        set_rng_states(snapshot["rng"])
+
+    def save_model_snapshot(self):
+        path = os.path.join(self.settings.out, f"{self.task.name}_{self.state.iteration}")
+        checkpoint.save(path, checkpoint.model_snapshot(self.model, self.task.meta))
+        return path
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def fit(self):
+        """Train until --epoch epochs are done; returns the history of per-epoch records."""
+        previous_handler = signal.signal(signal.SIGINT, self.on_sigint)
+        try:
+            self.loop()
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+        return self.state.history
+
+    def on_sigint(self, _signum, _frame):
+        self.interrupted = True  # finish the current step, then snapshot and stop
+
+    def loop(self):
+        s, st = self.settings, self.state
+        snapshot_every = s.snapshot_every or 0
+        if self.is_main:
+            self.print_header()
+        start = time.time() - st.elapsed
+        while st.epoch < s.epoch:
+            self.sampler.set_epoch(st.epoch)
+            self.sampler.skip = st.batch_in_epoch * s.batchsize
+            bar = tqdm(self.train_loader, desc=f"epoch {st.epoch + 1}/{s.epoch}", leave=False,
+                       initial=st.batch_in_epoch, total=st.batch_in_epoch + len(self.train_loader),
+                       disable=not self.is_main, dynamic_ncols=True)
+            for batch in bar:
+                nll_sum, items = self.step(batch)
+                st.iteration += 1
+                st.batch_in_epoch += 1
+                st.train_nll_sum += nll_sum
+                st.train_items += items
+                st.elapsed = time.time() - start
+                bar.set_postfix(bpd=f"{nll_sum / (items * self.task.dims * LN2):.3f}")
+                if s.log_every and st.iteration % s.log_every == 0:
+                    self.record(extra={"train_bits_per_dim": nll_sum / (items * self.task.dims * LN2)})
+                if snapshot_every and st.iteration % snapshot_every == 0:
+                    self.save_trainer_snapshot()
+                if self.interrupted:
+                    path = self.save_trainer_snapshot()
+                    raise UserError(f"interrupted at iteration {st.iteration}; resume with --resume {path}")
+            bar.close()
+            self.end_epoch(time.time() - start)
+
+    def step(self, batch):
+        """One optimisation step; returns this rank's (nll_sum, items) of the batch."""
+        batch = [t.to(self.device, non_blocking=True) for t in batch]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp):
+            nll_sum, items = self.task.loss(self.net, batch)
+        loss = nll_sum / (items * self.task.dims)  # mean nll per dimension, in nats
+        if not torch.isfinite(loss):
+            raise UserError(f"the loss became {loss.item()} at iteration {self.state.iteration + 1}; "
+                            "the last good trainer snapshot in --out is kept: resume from it with a "
+                            "smaller --learning_rate or --clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.settings.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip)
+        self.optimizer.step()
+        return nll_sum.item(), items
+
+    @torch.no_grad()
+    def evaluate(self):
+        """Validation (nll_sum, items) over this rank's shard, in eval mode."""
+        self.model.eval()
+        nll_sum, items = 0.0, 0
+        for batch in tqdm(self.val_loader, desc="validation", leave=False, disable=not self.is_main,
+                          dynamic_ncols=True):
+            batch = [t.to(self.device, non_blocking=True) for t in batch]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp):
+                batch_sum, batch_items = self.task.loss(self.model, batch)
+            nll_sum += batch_sum.item()
+            items += batch_items
+        self.model.train()
+        return nll_sum, items
+
+    def all_sum(self, *values):
+        """Sum plain numbers over all ranks (identity in a single process)."""
+        if self.world_size == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return tuple(t.tolist())
+
+    def end_epoch(self, elapsed):
+        st = self.state
+        val_sum, val_items = self.evaluate()
+        train_sum, train_items, val_sum, val_items = self.all_sum(
+            st.train_nll_sum, st.train_items, val_sum, val_items)
+        st.epoch += 1
+        st.batch_in_epoch = 0
+        st.train_nll_sum, st.train_items = 0.0, 0
+        st.elapsed = elapsed
+        dims = self.task.dims
+        record = {"epoch": st.epoch, "iteration": st.iteration,
+                  "train_nll": train_sum / max(train_items, 1),
+                  "val_nll": val_sum / max(val_items, 1),
+                  "train_bits_per_dim": train_sum / (max(train_items, 1) * dims * LN2),
+                  "val_bits_per_dim": val_sum / (max(val_items, 1) * dims * LN2)}
+        improved = record["val_nll"] < st.best_metric
+        st.best_metric = min(st.best_metric, record["val_nll"])
+        self.record(record)
+        if self.is_main:
+            self.print_row(st.history[-1])
+            if improved:
+                self.save_model_snapshot()
+        if not self.settings.snapshot_every:
+            self.save_trainer_snapshot()
+
+    def record(self, values=None, extra=None):
+        """Append a log record (rank 0 writes log.json and the loss plot)."""
+        st = self.state
+        record = dict(values or {"epoch": st.epoch, "iteration": st.iteration, **(extra or {})})
+        record.update(elapsed=round(st.elapsed, 3), learning_rate=self.optimizer.param_groups[0]["lr"])
+        if self.settings.stats:
+            # weights after the last step, gradients of the last step (cleared only by the next one)
+            record["stats"] = layer_statistics(self.model)
+        st.history.append(record)
+        if self.is_main:
+            path = os.path.join(self.settings.out, "log.json")
+            text = json.dumps(st.history, indent=1).encode()
+            checkpoint.atomic_write(path, lambda f: f.write(text))
+            plot_losses(st.history, os.path.join(self.settings.out, "loss.png"))
+
+    def print_header(self):
+        tqdm.write(f"{'epoch':>5} {'iteration':>9} {'train/nll':>10} {'val/nll':>10} "
+                   f"{'train/bpd':>9} {'val/bpd':>9} {'elapsed':>8}")
+
+    def print_row(self, r):
+        tqdm.write(f"{r['epoch']:>5} {r['iteration']:>9} {r['train_nll']:>10.4f} {r['val_nll']:>10.4f} "
+                   f"{r['train_bits_per_dim']:>9.4f} {r['val_bits_per_dim']:>9.4f} {r['elapsed']:>7.1f}s")
