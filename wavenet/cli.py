@@ -68,3 +68,40 @@ def writable_folder(path, flag):
     if not os.access(path, os.W_OK):
         raise UserError(f"{flag} {path!r}: the folder is not writable; pick a folder you can write")
     return path
+
+
+def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradient clipping"):
+    """The flags both trainers share, with the original's names, short forms and defaults."""
+    parser.add_argument("--batchsize", "-b", type=positive_int, default=16,
+                        help="Number of examples in each mini-batch (per process under torchrun)")
+    parser.add_argument("--epoch", "-e", type=positive_int, default=20,
+                        help="Number of sweeps over the dataset to train")
+    parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
+    parser.add_argument("--resume", "-r", default="",
+                        help="Resume the training from snapshot (a snapshot_iter_<N> file or its folder)")
+    parser.add_argument("--out", "-o", default="result", help="Output directory")
+    parser.add_argument(*clip_flags, dest="clip", type=float, default=1.0, help=clip_help)
+    parser.add_argument("--learning_rate", type=positive_float, default=1e-3, help="Learning rate (Adam)")
+    parser.add_argument("--weight_decay", type=float, default=1e-4,
+                        help="Weight decay rate (L2 regularization)")
+    parser.add_argument("--stats", action="store_true",
+                        help="Collect layerwise statistics of weights and gradients into log.json")
+    parser.add_argument("--snapshot_every", type=non_negative_int, default=0,
+                        help="Iterations between trainer snapshots (0: once per epoch)")
+    parser.add_argument("--log_every", type=non_negative_int, default=0,
+                        help="Iterations between extra log records (0: once per epoch)")
+    parser.add_argument("--seed", type=int, default=0, help="Random seed (initialisation and data order)")
+    parser.add_argument("--workers", type=non_negative_int, default=0,
+                        help="DataLoader worker processes (0: load in the main process)")
+    parser.add_argument("--amp", action="store_true", help="Mixed precision: bfloat16 autocast")
+    parser.add_argument("--compile", action="store_true", help="Compile the model with torch.compile")
+
+
+def settings_from_args(args):
+    """The training loop's Settings from parsed flags."""
+    from .training import Settings
+    return Settings(out=args.out, batchsize=args.batchsize, epoch=args.epoch,
+                    learning_rate=args.learning_rate, weight_decay=args.weight_decay, clip=args.clip,
+                    snapshot_every=args.snapshot_every, log_every=args.log_every, stats=args.stats,
+                    seed=args.seed, workers=args.workers, amp=args.amp, compile=args.compile,
+                    resume=args.resume)

@@ -1,0 +1,59 @@
+"""Sample a grid of images from a trained Gated PixelCNN snapshot."""
+import argparse
+
+import torch
+
+from wavenet import checkpoint, cli
+from wavenet.errors import UserError
+from wavenet.images import save_grid
+from wavenet.sampling import sample_images
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="PixelCNN: sample images. The architecture comes from the snapshot; the architecture "
+                    "flags are only checked against it.")
+    parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
+    parser.add_argument("--model", "-m", required=True,
+                        help="Path to model for generation (pixelcnn_<N> or snapshot_iter_<N>)")
+    parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, help="Number of hidden dimensions")
+    parser.add_argument("--out_hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
+    parser.add_argument("--blocks_num", "-n", type=cli.non_negative_int, help="Number of layers")
+    parser.add_argument("--levels", type=cli.positive_int, help="Level number to quantisize pixel values")
+    parser.add_argument("--output", "-o", default="samples.jpg",
+                        help="Output filename; its extension picks the format (.jpg, .png, ...)")
+    parser.add_argument("--label", "-l", type=int,
+                        help="Class label to generate (default: row r of the grid gets label r)")
+    parser.add_argument("--count", "-c", type=cli.positive_int, default=10,
+                        help="Number of images to generate (would be squared: so for 10 it would generate 100)")
+    parser.add_argument("--height", type=cli.positive_int, help="Output image height (default: training height)")
+    parser.add_argument("--width", type=cli.positive_int, help="Output image width (default: training width)")
+    parser.add_argument("--seed", type=int, default=0, help="Random seed: the same seed gives the same images")
+    parser.add_argument("--method", choices=("cached", "naive"), default="cached",
+                        help="cached: recompute only what each new sub-pixel changes; naive: the original's "
+                             "full forward pass per sub-pixel (same images, much slower)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    snapshot = checkpoint.load(args.model)
+    model = checkpoint.build_model(snapshot, "GatedPixelCNN")
+    checkpoint.check_flags(snapshot, {"hidden_dim": args.hidden_dim, "out_hidden_dim": args.out_hidden_dim,
+                                      "blocks_num": args.blocks_num, "levels": args.levels}, args.model)
+    meta, classes = snapshot["meta"], model.num_classes
+    rows = torch.arange(args.count).repeat_interleave(args.count)  # row r holds label r (mod classes)
+    if args.label is not None:
+        if not 0 <= args.label < classes:
+            raise UserError(f"--label {args.label} is out of range: this model knows labels 0..{classes - 1}")
+        rows.fill_(args.label)
+    device = cli.select_device(args.gpu)
+    images = sample_images(model.to(device), args.count ** 2, args.height or meta["height"],
+                           args.width or meta["width"], label=(rows % classes).to(device),
+                           generator=torch.Generator(device).manual_seed(args.seed), method=args.method)
+    save_grid(images, model.levels, args.count, args.output)
+    print(f"wrote {args.count}x{args.count} samples to {args.output}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

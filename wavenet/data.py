@@ -1,0 +1,126 @@
+"""Image data sets for Gated PixelCNN: MNIST and CIFAR-10 (torchvision) and scikit-learn's 8x8 digits.
+
+Every set becomes quantised values: pixel p in 0..255 falls into level
+q = floor(p * levels / 256) (equal-width bins, as the original's np.digitize),
+and the model reads q / (levels - 1). Grey images are tiled to RGB as the
+original did.
+"""
+import gzip
+import os
+import pickle
+import shutil
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from .errors import UserError
+
+DATASETS = ("mnist", "cifar", "digits")
+CIFAR_FOLDER = "cifar-10-batches-py"
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+DIGITS_TEST_FRACTION = 0.2
+
+
+def quantize(pixels, levels):
+    """uint8 pixels (any shape) -> long levels 0..levels-1 (equal-width bins)."""
+    return (pixels.long() * levels) // 256
+
+
+def dequantize(q, levels):
+    """Levels 0..levels-1 -> floats q / (levels - 1) in [0, 1]: the model's input and the images we save."""
+    return q.float() / (levels - 1)
+
+
+def load_images(name, root, train, levels):
+    """One split of a data set as a TensorDataset of (levels uint8 [C, H, W], label long).
+
+    name: 'mnist', 'cifar' or 'digits'; root: where torchvision keeps downloads.
+    """
+    loaders = {"mnist": load_mnist, "cifar": load_cifar, "digits": load_digits}
+    if name not in loaders:
+        raise UserError(f"--dataset {name!r} is unknown; choose one of {', '.join(DATASETS)}")
+    if not 2 <= levels <= 256:
+        raise UserError(f"--levels {levels}: pick a number of levels from 2 to 256")
+    pixels, labels = loaders[name](root, train)          # uint8 (N, C, H, W), (N,)
+    if pixels.shape[1] == 1:
+        pixels = pixels.expand(-1, 3, -1, -1)             # grey -> RGB, as the original
+    q = quantize(pixels, levels).to(torch.uint8).contiguous()
+    return TensorDataset(q, labels.long())
+
+
+def load_digits(_root, train):
+    """scikit-learn's 1,797 real 8x8 handwritten digits (values 0..16), split 80/20 with a fixed seed."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    digits = sklearn_digits()
+    pixels = torch.from_numpy(np.round(digits.images * 255 / 16).astype(np.uint8))[:, None]
+    labels = torch.from_numpy(digits.target)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    n_test = int(len(labels) * DIGITS_TEST_FRACTION)
+    keep = order[n_test:] if train else order[:n_test]
+    return pixels[keep], labels[keep]
+
+
+def offline_error(name, folder, files):
+    return UserError(f"could not download {name} (no internet?): put {files} into {folder} "
+                     "and run again, or train offline with --dataset digits")
+
+
+def load_mnist(root, train):
+    """MNIST through torchvision (downloads into root/MNIST/raw when missing)."""
+    import torchvision
+    raw = os.path.join(root, "MNIST", "raw")
+    for name in MNIST_FILES:  # torchvision reads extracted IDX files; accept the .gz downloads too
+        path = os.path.join(raw, name)
+        if not os.path.exists(path) and os.path.exists(path + ".gz"):
+            with gzip.open(path + ".gz", "rb") as src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    try:
+        data = torchvision.datasets.MNIST(root=root, train=train, download=True)
+    except PermissionError:
+        raise UserError(f"cannot write MNIST into {raw!r}; pass a writable --data_dir") from None
+    except (OSError, RuntimeError):  # torchvision raises RuntimeError once every mirror failed
+        raise offline_error("MNIST", raw, ", ".join(MNIST_FILES) + " (or their .gz)") from None
+    return data.data[:, None], data.targets
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """Reads CIFAR's pickled batches (dicts, lists, numpy arrays) and refuses anything that could run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise UserError(f"refusing to load {module}.{name} from a CIFAR batch file: "
+                            "the file is not a CIFAR-10 python batch; download it again")
+        return super().find_class(module, name)
+
+
+def load_cifar(root, train):
+    """CIFAR-10 python batches: read from root/cifar-10-batches-py, downloaded by torchvision if absent."""
+    import torchvision
+    folder = os.path.join(root, CIFAR_FOLDER)
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    if not all(os.path.exists(os.path.join(folder, n)) for n in names):
+        try:
+            torchvision.datasets.CIFAR10(root=root, train=train, download=True)
+        except (OSError, RuntimeError):
+            raise offline_error("CIFAR-10", root, "cifar-10-python.tar.gz (or its extracted "
+                                f"{CIFAR_FOLDER} folder)") from None
+    batches = [read_cifar_batch(os.path.join(folder, n)) for n in names]
+    return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+
+
+def read_cifar_batch(path):
+    """One CIFAR-10 python batch file -> (uint8 [N, 3, 32, 32], long [N])."""
+    try:
+        with open(path, "rb") as f:
+            batch = ArrayUnpickler(f, encoding="latin1").load()
+        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = torch.tensor(batch["labels"])
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
+        raise UserError(f"{path!r} is not a CIFAR-10 python batch ({type(e).__name__}); "
+                        "delete it so that it is downloaded again") from None
+    return torch.from_numpy(images), labels

@@ -1,0 +1,28 @@
+"""Writing sampled images to disk as one grid picture."""
+import os
+
+import torch.nn.functional as F
+from torchvision.utils import save_image
+
+from .data import dequantize
+from .errors import UserError
+
+MIN_TILE = 32  # smaller images (8x8 digits) are enlarged, nearest neighbour, to be visible in a grid
+
+
+def save_grid(images, levels, nrow, path):
+    """Write levels (N, C, H, W) as a grid of `nrow` per row; the format follows the file extension."""
+    x = dequantize(images.cpu(), levels)
+    scale = max(1, MIN_TILE // x.shape[-1])
+    if scale > 1:
+        x = F.interpolate(x, scale_factor=scale, mode="nearest")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"--output {path!r}: folder {folder!r} does not exist; create it or pick another path")
+    try:
+        save_image(x, path, nrow=nrow, padding=2, pad_value=0.5)
+    except ValueError as e:  # PIL cannot tell the format from the extension
+        raise UserError(f"--output {path!r}: {e}; use an image extension such as .jpg or .png") from None
+    except OSError as e:
+        raise UserError(f"--output {path!r}: cannot write the file ({e.strerror or e}); "
+                        "pick a writable path") from None

@@ -1,0 +1,33 @@
+"""The negative log-likelihood each model is trained on, in the form the training loop takes."""
+import torch.nn.functional as F
+
+from .data import dequantize
+
+
+def pixelcnn_nll(levels):
+    """Loss for Gated PixelCNN batches (levels uint8 (B, C, H, W), labels (B,)).
+
+    Returns loss(model, batch) -> (nll summed over the batch in nats, images in the batch).
+    """
+    def loss(model, batch):
+        q, label = batch
+        q = q.long()
+        logits = model(dequantize(q, levels), label)          # (B, levels, C, H, W)
+        return F.cross_entropy(logits.float(), q, reduction="sum"), q.shape[0]
+    return loss
+
+
+def wavenet_nll(scored, conditioned):
+    """Loss for WaveNet chunks (codes long (B, R + scored), speakers (B,)).
+
+    Only the last `scored` samples of each chunk count: the first receptive field
+    exists to give them full context, as the original masked it.
+    Returns loss(model, batch) -> (nll summed over scored samples in nats, scored samples).
+    """
+    def loss(model, batch):
+        codes, speaker = batch
+        codes = codes.long()
+        logits = model(codes, speaker if conditioned else None, output_length=scored)  # (B, levels, scored)
+        target = codes[:, -scored:]
+        return F.cross_entropy(logits.float(), target, reduction="sum"), target.numel()
+    return loss
