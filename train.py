@@ -4,7 +4,7 @@ import argparse
 from wavenet import GatedPixelCNN, cli
 from wavenet.data import DATASETS, load_images
 from wavenet.objectives import pixelcnn_nll
-from wavenet.training import Task, Trainer
+from wavenet.training import Task, Trainer, seed_everything
 
 
 def parse_args(argv=None):
@@ -31,6 +31,7 @@ def main(argv=None):
     cli.writable_folder(args.out, "--out")
     train_set = load_images(args.dataset, args.data_dir, True, args.levels)
     test_set = load_images(args.dataset, args.data_dir, False, args.levels)
+    seed_everything(args.seed)
     q, _ = train_set[0]
     C, H, W = q.shape
     model = GatedPixelCNN(C, args.hidden_dim, args.blocks_num, args.out_hidden_dim, args.levels, num_classes=10)

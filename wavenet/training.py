@@ -79,6 +79,13 @@ class TrainState:
     history: list = field(default_factory=list)
 
 
+def seed_everything(seed):
+    """Seed every generator a run draws from; call before building the model."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def setup_distributed(device):
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); return (rank, world_size)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -149,7 +156,6 @@ class Trainer:
         self.rank, self.world_size = setup_distributed(device)
         self.is_main = self.rank == 0
         self.state = TrainState()
-        torch.manual_seed(settings.seed)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate,
                                           weight_decay=settings.weight_decay)
         net = model
@@ -233,7 +239,7 @@ class Trainer:
             self.sampler.skip = st.batch_in_epoch * s.batchsize
             bar = tqdm(self.train_loader, desc=f"epoch {st.epoch + 1}/{s.epoch}", leave=False,
                        initial=st.batch_in_epoch, total=st.batch_in_epoch + len(self.train_loader),
-                       disable=not self.is_main, dynamic_ncols=True)
+                       disable=not self.is_main, dynamic_ncols=True, mininterval=0.5)
             for batch in bar:
                 nll_sum, items = self.step(batch)
                 st.iteration += 1
@@ -241,7 +247,7 @@ class Trainer:
                 st.train_nll_sum += nll_sum
                 st.train_items += items
                 st.elapsed = time.time() - start
-                bar.set_postfix(bpd=f"{nll_sum / (items * self.task.dims * LN2):.3f}")
+                bar.set_postfix(bpd=f"{nll_sum / (items * self.task.dims * LN2):.3f}", refresh=False)
                 if s.log_every and st.iteration % s.log_every == 0:
                     self.record(extra={"train_bits_per_dim": nll_sum / (items * self.task.dims * LN2)})
                 if snapshot_every and st.iteration % snapshot_every == 0:
