@@ -21,3 +21,18 @@ def plot_losses(history, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_audio(samples, rate, path):
+    """Waveform and spectrogram of one mono signal (floats in [-1, 1]) as a PNG."""
+    fig, (wave, spec) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    t = [i / rate for i in range(len(samples))]
+    wave.plot(t, samples, linewidth=0.5)
+    wave.set_ylim(-1, 1)
+    wave.set_ylabel("amplitude")
+    spec.specgram(samples, NFFT=256, Fs=rate, noverlap=192, cmap="magma")
+    spec.set_xlabel("time (s)")
+    spec.set_ylabel("frequency (Hz)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,94 @@
+"""Generate audio from a trained WaveNet snapshot, one cached step per sample."""
+import argparse
+import os
+
+import torch
+
+from wavenet import checkpoint, cli
+from wavenet.audio import load_audio, mu_law_decode, mu_law_encode, write_wav
+from wavenet.errors import UserError
+from wavenet.generation import generate
+from wavenet.plots import plot_audio
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="WaveNet: generate audio. The architecture comes from the snapshot; the architecture "
+                    "flags are only checked against it.")
+    parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
+    parser.add_argument("--model", "-m", required=True,
+                        help="Path to model for generation (wavenet_<N> or snapshot_iter_<N>)")
+    parser.add_argument("--hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
+    parser.add_argument("--out_hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
+    parser.add_argument("--stacks_num", "-s", type=cli.positive_int, help="Number of stacks")
+    parser.add_argument("--layers_num", "-l", type=cli.positive_int, help="Number of layers per stack")
+    parser.add_argument("--levels", type=cli.positive_int, help="Level number to quantisize values")
+    parser.add_argument("--output", "-o", default="samples", help="Output sample directory")
+    parser.add_argument("--label", help="Speaker to generate: an index or a name such as p225")
+    parser.add_argument("--count", "-c", type=cli.positive_int, default=10, help="Number of samples to generate")
+    parser.add_argument("--rate", type=cli.positive_int, help="Samples rate (must match the snapshot)")
+    parser.add_argument("--length", type=cli.positive_int, default=4096, help="Output sample length")
+    parser.add_argument("--seed", type=int, default=0, help="Random seed: the same seed gives the same audio")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="Softmax temperature; below 1 is more conservative, 0 always picks the likeliest")
+    parser.add_argument("--prime", help="Start every sample from this recording (wav/flac)")
+    parser.add_argument("--method", choices=("auto", "numba", "torch", "naive"), default="auto",
+                        help="auto: the fastest exact path here; naive: the original's full recomputation")
+    parser.add_argument("--plot", action="store_true",
+                        help="Also write sample_<i>.png with the waveform and spectrogram")
+    return parser.parse_args(argv)
+
+
+def speaker_index(label, speakers, model):
+    """--label as a speaker index (None for an unconditioned model)."""
+    names = speakers or []
+    if model.num_speakers == 0:
+        if label not in (None, "0", *names):
+            raise UserError(f"--label {label}: this model was trained on one speaker ({', '.join(names) or 0}); "
+                            "drop --label")
+        return None
+    if label is None:
+        return 0
+    if label in names:
+        return names.index(label)
+    if label.isdigit() and int(label) < model.num_speakers:
+        return int(label)
+    raise UserError(f"--label {label} is not a speaker of this model: use 0..{model.num_speakers - 1} or "
+                    f"one of {', '.join(names)}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    snapshot = checkpoint.load(args.model)
+    model = checkpoint.build_model(snapshot, "WaveNet")
+    meta = snapshot["meta"]
+    checkpoint.check_flags(snapshot, {"hidden_dim": args.hidden_dim, "out_hidden_dim": args.out_hidden_dim,
+                                      "stacks_num": args.stacks_num, "layers_num": args.layers_num,
+                                      "levels": args.levels, "rate": args.rate}, args.model)
+    rate = meta["rate"] or args.rate
+    if rate is None:
+        raise UserError(f"{args.model!r} does not record its sample rate (data from the original "
+                        "preprocess.py); pass --rate")
+    speaker = speaker_index(args.label, meta.get("speakers"), model)
+    if args.temperature < 0:
+        raise UserError(f"--temperature {args.temperature}: pass 0 or a positive number")
+    prime = None
+    if args.prime:
+        prime = torch.from_numpy(mu_law_encode(load_audio(args.prime, rate), model.levels)).long()
+    cli.writable_folder(args.output, "--output")
+    device = cli.select_device(args.gpu)
+    codes = generate(model.to(device), args.count, args.length,
+                     speaker=None if speaker is None else torch.full((args.count,), speaker, device=device),
+                     prime=None if prime is None else prime.to(device), temperature=args.temperature,
+                     generator=torch.Generator(device).manual_seed(args.seed), method=args.method)
+    for i, sample in enumerate(codes.cpu().numpy()):
+        path = os.path.join(args.output, f"sample_{i}.wav")
+        audio = mu_law_decode(sample, model.levels)
+        write_wav(path, audio, rate)
+        if args.plot:
+            plot_audio(audio, rate, path[:-4] + ".png")
+    print(f"wrote {args.count} samples of {args.length / rate:.2f} s at {rate} Hz to {args.output}/")
+
+
+if __name__ == "__main__":
+    cli.run(main)
