@@ -15,7 +15,8 @@ def parse_args(argv=None):
                     "flags are only checked against it.")
     parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
     parser.add_argument("--model", "-m", required=True,
-                        help="Path to model for generation (pixelcnn_<N> or snapshot_iter_<N>)")
+                        help="Path to model for generation: pixelcnn_<N>, snapshot_iter_<N>, "
+                             "or a training --out folder (its newest pixelcnn_<N>)")
     parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, help="Number of hidden dimensions")
     parser.add_argument("--out_hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
     parser.add_argument("--blocks_num", "-n", type=cli.non_negative_int, help="Number of layers")
@@ -37,6 +38,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.model = checkpoint.resolve(args.model, "pixelcnn_")
     snapshot = checkpoint.load(args.model)
     model = checkpoint.build_model(snapshot, "GatedPixelCNN")
     checkpoint.check_flags(snapshot, {"hidden_dim": args.hidden_dim, "out_hidden_dim": args.out_hidden_dim,

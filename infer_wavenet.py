@@ -17,7 +17,8 @@ def parse_args(argv=None):
                     "flags are only checked against it.")
     parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
     parser.add_argument("--model", "-m", required=True,
-                        help="Path to model for generation (wavenet_<N> or snapshot_iter_<N>)")
+                        help="Path to model for generation: wavenet_<N>, snapshot_iter_<N>, "
+                             "or a training --out folder (its newest wavenet_<N>)")
     parser.add_argument("--hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
     parser.add_argument("--out_hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
     parser.add_argument("--stacks_num", "-s", type=cli.positive_int, help="Number of stacks")
@@ -59,6 +60,7 @@ def speaker_index(label, speakers, model):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.model = checkpoint.resolve(args.model, "wavenet_")
     snapshot = checkpoint.load(args.model)
     model = checkpoint.build_model(snapshot, "WaveNet")
     meta = snapshot["meta"]

@@ -9,6 +9,7 @@ A snapshot is a dict of tensors and plain Python values:
      "rng": {...}, "args": {...all flags of the run...}}
 """
 import os
+import re
 import tempfile
 
 import torch
@@ -44,6 +45,23 @@ def atomic_write(path, write):
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def newest(folder, prefix):
+    """The file `<prefix><N>` with the largest N in `folder`, or None."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)")
+    found = [(int(m.group(1)), name) for name in os.listdir(folder) if (m := pattern.fullmatch(name))]
+    return os.path.join(folder, max(found)[1]) if found else None
+
+
+def resolve(path, prefix):
+    """A snapshot path as given, or for a folder its newest `<prefix><N>` (UserError if none)."""
+    if not os.path.isdir(path):
+        return path
+    found = newest(path, prefix)
+    if found is None:
+        raise UserError(f"{path!r} holds no {prefix}<N> snapshot; pass a snapshot file or a training --out folder")
+    return found
 
 
 def save(path, snapshot):

@@ -10,7 +10,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -132,18 +131,6 @@ def set_rng_states(states):
     random.setstate(states["python"])
 
 
-def find_snapshot(path):
-    """--resume takes a trainer snapshot or a folder holding them (the newest is used)."""
-    if os.path.isdir(path):
-        found = glob.glob(os.path.join(path, SNAPSHOT_PREFIX + "*"))
-        found = [p for p in found if re.fullmatch(SNAPSHOT_PREFIX + r"\d+", os.path.basename(p))]
-        if not found:
-            raise UserError(f"--resume {path!r}: no {SNAPSHOT_PREFIX}<N> file in this folder; "
-                            "pass a trainer snapshot written by a previous run")
-        return max(found, key=lambda p: int(p.rsplit("_", 1)[1]))
-    return path
-
-
 class Trainer:
     """Trains `model` on `task` with Adam, L2-norm gradient clipping and weight decay."""
 
@@ -174,7 +161,7 @@ class Trainer:
                                      worker_init_fn=ignore_sigint if settings.workers else None)
         self.interrupted = False
         if settings.resume:
-            self.resume(find_snapshot(settings.resume))
+            self.resume(checkpoint.resolve(settings.resume, SNAPSHOT_PREFIX))
 
     # ---- snapshots -------------------------------------------------------------------------
 
