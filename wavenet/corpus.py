@@ -1,0 +1,379 @@
+"""Speech corpora for WaveNet: audio folders -> chunks of mu-law codes on disk -> a torch Dataset.
+
+A folder written by `preprocess` holds three files, each written atomically:
+
+    vctk_codes.npy     uint8 (N, chunk_length)  mu-law codes (see audio.mu_law_encode), one chunk per row;
+                                                np.load(..., mmap_mode="r") maps it without reading it
+    vctk_speakers.npy  int16 (N,)               speaker of each chunk, an index into meta["speakers"]
+    vctk_meta.json     {"format", "rate", "chunk_length", "levels", "speakers", "chunks", ...}
+
+`AudioChunks` also reads the folders of the original Chainer preprocess.py: files `vctk_<worker>`
+holding arrays np.save'd one after another, of mu-law values scaled to [0, 1].
+"""
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+from tqdm import tqdm
+
+from .audio import AUDIO_EXTENSIONS, AudioError, load_audio, mu_law_encode
+from .checkpoint import atomic_write
+from .errors import UserError
+
+FORMAT = 1
+PREFIX = "vctk_"  # the original's hard-coded file prefix, kept so both formats share a folder layout
+CODES_FILE = PREFIX + "codes.npy"
+SPEAKERS_FILE = PREFIX + "speakers.npy"
+META_FILE = PREFIX + "meta.json"
+MAX_LEVELS = 256  # codes are stored as uint8
+TOO_SHORT = "shorter than one chunk"
+SHOW_UNREADABLE = 3  # unreadable files named in the summary line; the log names all of them
+
+log = logging.getLogger(__name__)
+
+
+class FileChunks(NamedTuple):
+    """What one audio file gives: codes uint8 (n, chunk_length) or None, its seconds, why it gave none."""
+    codes: Optional[np.ndarray]
+    seconds: float
+    problem: Optional[str]  # None, TOO_SHORT or the AudioError message
+
+
+@dataclass
+class PreprocessSummary:
+    """Counts of one `preprocess` run."""
+    files_found: int
+    rate: int
+    chunk_length: int
+    files_read: int = 0       # decoded, including those shorter than one chunk
+    seconds: float = 0.0      # length of the audio decoded
+    chunks: int = 0
+    too_short: list = field(default_factory=list)   # paths relative to the data folder
+    unreadable: list = field(default_factory=list)  # (relative path, reason)
+    speakers: list = field(default_factory=list)
+
+    def add(self, name, result):
+        """Count one file's FileChunks; `name` is its path relative to the data folder."""
+        if result.problem in (None, TOO_SHORT):
+            self.files_read += 1
+            self.seconds += result.seconds
+        if result.codes is not None:
+            self.chunks += len(result.codes)
+        elif result.problem == TOO_SHORT:
+            self.too_short.append(name)
+        else:
+            log.warning("skipped %s", result.problem)
+            self.unreadable.append((name, result.problem))
+
+    def format_summary(self):
+        """One line: files read, hours of audio, chunks written, files skipped and why."""
+        line = (f"read {self.files_read} of {self.files_found} files ({format_duration(self.seconds)} "
+                f"of audio at {self.rate:,} Hz), wrote {self.chunks:,} chunks of {self.chunk_length:,} "
+                f"samples from {len(self.speakers)} speaker(s)")
+        skipped = len(self.too_short) + len(self.unreadable)
+        if not skipped:
+            return line
+        reasons = []
+        if self.too_short:
+            reasons.append(f"{len(self.too_short)} {TOO_SHORT}")
+        if self.unreadable:
+            names = ", ".join(name for name, _ in self.unreadable[:SHOW_UNREADABLE])
+            more = len(self.unreadable) - SHOW_UNREADABLE
+            names += f" and {more} more" if more > 0 else ""
+            reasons.append(f"{len(self.unreadable)} unreadable ({names})")
+        return f"{line}; skipped {skipped}: {', '.join(reasons)}"
+
+    __str__ = format_summary
+
+
+def format_duration(seconds):
+    """'0.06 h' for an hour's fraction and more, '12.3 s' below (where hours would print 0.00)."""
+    return f"{seconds / 3600:.2f} h" if seconds >= 36 else f"{seconds:.1f} s"
+
+
+def find_audio(data):
+    """Sorted paths of the .wav and .flac files under folder `data` (recursively), or `data` itself if a file."""
+    if os.path.isfile(data):
+        if not data.lower().endswith(AUDIO_EXTENSIONS):
+            raise UserError(f"{data!r} is not a .wav or .flac file; pass it or the folder holding such files")
+        return [data]
+    if not os.path.isdir(data):
+        raise UserError(f"data folder {data!r} not found; pass the folder holding the .wav/.flac files")
+    found = [os.path.join(root, name)
+             for root, _, names in os.walk(data) for name in names
+             if name.lower().endswith(AUDIO_EXTENSIONS)]
+    if not found:
+        raise UserError(f"data folder {data!r} holds no .wav or .flac files (searched all subfolders)")
+    return sorted(found)  # a fixed order makes reruns byte-identical
+
+
+def speaker_of(path):
+    """VCTK keeps each speaker in a folder (wav48/p225/p225_001.wav): the name of the file's folder."""
+    return os.path.basename(os.path.dirname(os.path.abspath(path)))
+
+
+def chunk_file(path, rate, chunk_length, levels):
+    """Load, mu-law encode and cut one file into non-overlapping chunks (the shorter tail is dropped).
+
+    Runs in worker processes, so an unreadable file comes back as a problem instead of an exception.
+    """
+    try:
+        samples = load_audio(path, rate)
+    except AudioError as e:
+        return FileChunks(None, 0.0, str(e))
+    n = len(samples) // chunk_length
+    if n == 0:
+        return FileChunks(None, len(samples) / rate, TOO_SHORT)
+    codes = mu_law_encode(samples[:n * chunk_length], levels).astype(np.uint8)
+    return FileChunks(codes.reshape(n, chunk_length), len(samples) / rate, None)
+
+
+def decode_files(paths, rate, chunk_length, levels, workers):
+    """Yield (path, chunk_file's FileChunks) for each path, in order, from `workers` processes (1: this one)."""
+    work = partial(chunk_file, rate=rate, chunk_length=chunk_length, levels=levels)
+    if workers == 1:
+        yield from zip(paths, map(work, paths))
+        return
+    # processes, not threads: decoding and resampling hold the GIL. pool.map returns results in
+    # file order and raises a worker's unexpected exception here instead of dropping it.
+    with ProcessPoolExecutor(max_workers=min(workers, len(paths))) as pool:
+        yield from zip(paths, pool.map(work, paths))
+
+
+def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, levels=256,
+               receptive_field=None):
+    """Turn the audio under `data` into chunks of `chunk_length` mu-law codes in folder `output`.
+
+    chunk_length: receptive field + target length, computed by the caller. workers: processes decoding
+    files (1 runs in this process). flush_every: chunks buffered between writes. receptive_field is
+    only recorded in the meta file. Returns a PreprocessSummary; raises UserError if nothing is usable.
+    """
+    if not 2 <= levels <= MAX_LEVELS:
+        raise UserError(f"levels {levels}: codes are stored in one byte, pass 2..{MAX_LEVELS}")
+    if rate <= 0 or chunk_length <= 0 or workers <= 0 or flush_every <= 0:
+        raise ValueError(f"rate, chunk_length, workers and flush_every must be positive, got "
+                         f"{rate}, {chunk_length}, {workers}, {flush_every}")
+    files = find_audio(data)
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"output folder {output!r}: cannot create it ({e.strerror})") from None
+    base = data if os.path.isdir(data) else os.path.dirname(data)
+    summary = PreprocessSummary(files_found=len(files), rate=rate, chunk_length=chunk_length)
+    file_speakers = []  # (speaker name, chunks) per file that gave chunks, in file order
+
+    def write_codes(f):
+        # The .npy header has room for any row count (numpy pads it for in-place growth), so write
+        # it with 0 rows, stream the rows, then rewrite it with the final count.
+        header = {"descr": "|u1", "fortran_order": False, "shape": (0, chunk_length)}
+        np.lib.format.write_array_header_1_0(f, header)
+        data_start = f.tell()
+        pending, pending_rows = [], 0
+        with tqdm(total=len(files), unit="file", desc="preprocess") as bar:
+            for path, result in decode_files(files, rate, chunk_length, levels, workers):
+                bar.update()
+                summary.add(os.path.relpath(path, base), result)
+                if result.codes is None:
+                    continue
+                pending.append(result.codes)
+                pending_rows += len(result.codes)
+                file_speakers.append((speaker_of(path), len(result.codes)))
+                if pending_rows >= flush_every:
+                    f.write(np.concatenate(pending).tobytes())
+                    pending, pending_rows = [], 0
+        if summary.chunks == 0:
+            raise UserError(nothing_usable(data, summary))
+        if pending:
+            f.write(np.concatenate(pending).tobytes())
+        f.seek(0)
+        np.lib.format.write_array_header_1_0(f, {**header, "shape": (summary.chunks, chunk_length)})
+        assert f.tell() == data_start, "the .npy header changed size"
+        f.seek(0, os.SEEK_END)
+
+    atomic_write(os.path.join(output, CODES_FILE), write_codes)
+    summary.speakers = sorted({name for name, _ in file_speakers})
+    index = {name: i for i, name in enumerate(summary.speakers)}
+    if len(index) > np.iinfo(np.int16).max:
+        raise UserError(f"{len(index)} speaker folders: at most {np.iinfo(np.int16).max} are supported")
+    speaker_ids = np.concatenate([np.full(n, index[name], dtype=np.int16) for name, n in file_speakers])
+    atomic_write(os.path.join(output, SPEAKERS_FILE), lambda f: np.save(f, speaker_ids))
+    meta = {"format": FORMAT, "rate": rate, "chunk_length": chunk_length, "levels": levels,
+            "receptive_field": receptive_field, "speakers": summary.speakers, "chunks": summary.chunks,
+            "files_read": summary.files_read, "seconds": round(summary.seconds, 3),
+            "too_short": summary.too_short, "unreadable": [name for name, _ in summary.unreadable]}
+    # written last: a folder with a meta file is complete
+    atomic_write(os.path.join(output, META_FILE),
+                 lambda f: f.write((json.dumps(meta, indent=1, sort_keys=True) + "\n").encode()))
+    return summary
+
+
+def nothing_usable(data, summary):
+    """The UserError message when no file gave a chunk."""
+    seconds = summary.chunk_length / summary.rate
+    return (f"no chunk from {data!r}: of {summary.files_found} files, {len(summary.too_short)} are shorter "
+            f"than one chunk ({summary.chunk_length:,} samples = {seconds:.2f} s at {summary.rate:,} Hz) "
+            f"and {len(summary.unreadable)} unreadable; pass longer files or lower --target_length, "
+            "--stacks_num or --layers_num")
+
+
+class AudioChunks(Dataset):
+    """The chunks of a preprocessed folder. Item i: (codes long (chunk_length,), speaker long scalar).
+
+    Attributes: rate (Hz, None if unknown), chunk_length, levels, speakers (names, by index),
+    receptive_field (as recorded by preprocess, or None). New-format codes stay memory-mapped.
+    """
+
+    def __init__(self, folder, levels=None):
+        """levels: expected number of mu-law levels (UserError on mismatch); also how legacy values quantise."""
+        if not os.path.isdir(folder):
+            raise UserError(f"data folder {folder!r} not found; run preprocess.py --data AUDIO_FOLDER "
+                            f"--output {folder} first")
+        self.folder = folder
+        if os.path.exists(os.path.join(folder, META_FILE)):
+            self._load_meta()
+            self._open_codes()
+        else:
+            self._load_legacy(levels or MAX_LEVELS)
+        if levels is not None and levels != self.levels:
+            raise UserError(f"{folder!r} holds codes of {self.levels} mu-law levels, not {levels}; pass "
+                            f"--levels {self.levels} or rerun preprocess.py --levels {levels}")
+
+    def _load_meta(self):
+        path = os.path.join(self.folder, META_FILE)
+        try:
+            with open(path) as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path!r} is unreadable ({e}); rerun preprocess.py") from None
+        if meta.get("format") != FORMAT:
+            raise UserError(f"{path!r} has format {meta.get('format')}, this version reads format {FORMAT}; "
+                            "rerun preprocess.py")
+        self.rate = meta["rate"]
+        self.chunk_length = meta["chunk_length"]
+        self.levels = meta["levels"]
+        self.speakers = list(meta["speakers"])
+        self.receptive_field = meta.get("receptive_field")
+        self._chunks = meta["chunks"]
+        self.speaker_ids = self._load_array(SPEAKERS_FILE, (self._chunks,)).astype(np.int64)
+
+    def _load_array(self, name, shape, mmap_mode=None):
+        """np.load a file of this folder; UserError unless it has `shape`."""
+        path = os.path.join(self.folder, name)
+        try:
+            array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path!r} is missing or unreadable ({e}); rerun preprocess.py") from None
+        if array.shape != shape:
+            raise UserError(f"{path!r} has shape {array.shape}, its meta file says {shape}; rerun preprocess.py")
+        return array
+
+    def _open_codes(self):
+        self.codes = self._load_array(CODES_FILE, (self._chunks, self.chunk_length), mmap_mode="r")
+
+    def _load_legacy(self, levels):
+        paths = sorted(os.path.join(self.folder, name) for name in os.listdir(self.folder)
+                       if name.startswith(PREFIX) and not name.endswith("_label"))
+        if not paths:
+            raise UserError(f"{self.folder!r} holds no {PREFIX}* files; run preprocess.py --data AUDIO_FOLDER "
+                            f"--output {self.folder} first")
+        self.levels = levels
+        rows = []
+        for path in paths:
+            for array in saved_arrays(path):
+                codes, self.levels = legacy_codes(array, self.levels, path)
+                rows.extend(codes)
+        if not rows:
+            raise UserError(f"{self.folder!r}: the {PREFIX}* files hold no chunk; rerun preprocess.py")
+        if len({len(r) for r in rows}) > 1:
+            raise UserError(f"{self.folder!r}: the {PREFIX}* files hold chunks of different lengths "
+                            f"{sorted({len(r) for r in rows})}; rerun preprocess.py")
+        # the original wrote no rate and guessed speakers from numbers in the path: one unknown speaker
+        self.codes = np.stack(rows)
+        self.chunk_length = self.codes.shape[1]
+        self.rate = None
+        self.speakers = ["unknown"]
+        self.receptive_field = None
+        self.speaker_ids = np.zeros(len(self.codes), dtype=np.int64)
+
+    def __len__(self):
+        return len(self.speaker_ids)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.codes[i].astype(np.int64)), torch.tensor(self.speaker_ids[i])
+
+    def __getstate__(self):
+        # DataLoader workers started by spawn get a pickled copy: reopen the map, don't copy the data
+        state = dict(self.__dict__)
+        if isinstance(self.codes, np.memmap):
+            del state["codes"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "codes" not in state:
+            self._open_codes()
+
+
+def saved_arrays(path):
+    """Yield the arrays np.save'd one after another into file `path` (the original's format)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        while f.tell() < size:
+            try:
+                yield np.load(f, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as e:
+                raise UserError(f"{path!r} is not a sequence of saved numpy arrays ({e}); "
+                                "rerun preprocess.py") from None
+
+
+def legacy_codes(array, levels, path):
+    """Rows of uint8 codes from one array of the original's files, and the number of levels.
+
+    The original saved lists of chunks: (n, T) or (T,) floats v = (f + 1) / 2 of companded f (an early
+    version saved f itself, in [-1, 1]), or one-hot (T, levels) / (n, T, levels).
+    """
+    if array.size == 0:
+        return [], levels  # the original flushed an empty list after files too short for a chunk
+    if array.ndim == 3 or (array.ndim == 2 and is_one_hot(array)):
+        levels = array.shape[-1]
+        codes = array.argmax(axis=-1).reshape(-1, array.shape[-2])
+    else:
+        values = np.atleast_2d(array).astype(np.float64)
+        if values.min() < 0:
+            values = (values + 1) / 2
+        if values.min() < 0 or values.max() > 1:
+            raise UserError(f"{path!r} holds values outside [-1, 1], not mu-law audio; rerun preprocess.py")
+        # the same rounding as mu_law_encode, so v = q / (levels - 1) gives back q exactly
+        codes = np.floor(values * (levels - 1) + 0.5)
+    if levels > MAX_LEVELS:
+        raise UserError(f"{path!r} holds one-hot rows of {levels} levels, more than {MAX_LEVELS}")
+    return list(codes.astype(np.uint8)), levels
+
+
+def is_one_hot(array):
+    """A 2-D array whose rows each hold a single 1 among 0s."""
+    return bool(np.isin(array, (0, 1)).all() and (array.sum(axis=1) == 1).all())
+
+
+def train_val_split(dataset, val_fraction=0.05, seed=0):
+    """Split into (train, validation) Subsets by a seeded shuffle; each gets at least one item.
+
+    The same dataset, fraction and seed give the same split on every run and machine.
+    """
+    n = len(dataset)
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if n < 2:
+        raise UserError(f"{n} chunk(s): a training and a validation split need at least 2; "
+                        "preprocess more or longer audio")
+    n_val = min(max(round(n * val_fraction), 1), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    # sorted indices read the memory map in order within each split
+    return Subset(dataset, sorted(order[n_val:].tolist())), Subset(dataset, sorted(order[:n_val].tolist()))
