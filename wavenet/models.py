@@ -18,7 +18,8 @@ BLOCK_KERNEL = 3  # every later block is 3x3 (mask B)
 class GatedBlock(nn.Module):
     """One layer of both stacks with gated units (Figure 2 of the Gated PixelCNN paper)."""
 
-    def __init__(self, in_channels, hidden_dim, kernel_size, mask_type, groups, num_classes, residual):
+    def __init__(self, in_channels, hidden_dim, kernel_size, mask_type, groups, num_classes, residual,
+                 vertical_out=True):
         super().__init__()
         in_groups = channel_groups(in_channels, groups)
         gate_groups = channel_groups(2 * hidden_dim, groups, gated=True)
@@ -31,23 +32,27 @@ class GatedBlock(nn.Module):
         self.link = nn.Conv2d(2 * hidden_dim, 2 * hidden_dim, 1)
         self.out = HorizontalConv(hidden_dim, hidden_dim, 1, "B", hidden_groups, hidden_groups)
         self.residual = residual
+        # the last block's vertical output would feed nothing: it has no gate (and no label term)
+        self.vertical_out = vertical_out
         if num_classes:
             # the paper's V^T h, separately for the filter and the gate halves of each stack
-            self.label_v = nn.Embedding(num_classes, 2 * hidden_dim)
+            self.label_v = nn.Embedding(num_classes, 2 * hidden_dim) if vertical_out else None
             self.label_h = nn.Embedding(num_classes, 2 * hidden_dim)
 
     def condition(self, label):
-        """Class-label terms for both stacks: label (B,) -> two (B, 2*hidden, 1, 1), or Nones."""
+        """Class-label terms for both stacks: label (B,) -> two (B, 2*hidden, 1, 1) or Nones."""
         if label is None:
             return None, None
-        return self.label_v(label)[:, :, None, None], self.label_h(label)[:, :, None, None]
+        cond_v = self.label_v(label)[:, :, None, None] if self.label_v is not None else None
+        return cond_v, self.label_h(label)[:, :, None, None]
 
     def forward(self, v, h, label=None):
-        """v, h: (B, C_in, H, W) stacks -> (B, hidden, H, W) each."""
+        """v, h: (B, C_in, H, W) stacks -> (B, hidden, H, W) each (v is None after the last block)."""
         cond_v, cond_h = self.condition(label)
         v_pre = self.vertical(v)                            # (B, 2*hidden, H, W), rows <= i
         link = self.link(shift_down(v_pre))                 # rows < i only
-        return gated_activation(v_pre, cond_v), self.horizontal_out(self.horizontal(h) + link, h, cond_h)
+        v = gated_activation(v_pre, cond_v) if self.vertical_out else None
+        return v, self.horizontal_out(self.horizontal(h) + link, h, cond_h)
 
     def horizontal_out(self, h_pre, h_in, cond_h):
         """Gate, mix with the masked 1x1 and add the residual: h_pre (B, 2*hidden, R, W) -> (B, hidden, R, W).
@@ -74,9 +79,11 @@ class GatedPixelCNN(nn.Module):
         self.num_classes = num_classes
         groups = in_channels
         self.blocks = nn.ModuleList(
-            [GatedBlock(in_channels, hidden_dim, FIRST_KERNEL, "A", groups, num_classes, residual=False)]
-            + [GatedBlock(hidden_dim, hidden_dim, BLOCK_KERNEL, "B", groups, num_classes, residual=True)
-               for _ in range(blocks_num)])
+            [GatedBlock(in_channels, hidden_dim, FIRST_KERNEL, "A", groups, num_classes, residual=False,
+                        vertical_out=blocks_num > 0)]
+            + [GatedBlock(hidden_dim, hidden_dim, BLOCK_KERNEL, "B", groups, num_classes, residual=True,
+                          vertical_out=n < blocks_num - 1)
+               for n in range(blocks_num)])
         hidden_groups = channel_groups(hidden_dim, groups)
         out_groups = channel_groups(out_hidden_dim, groups)
         # logits channel l*C + c belongs to colour c, so a view to (levels, C) keeps groups intact

@@ -1,4 +1,7 @@
 """PNG plots of training curves and layer statistics (matplotlib, no display needed)."""
+import math
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -36,3 +39,37 @@ def plot_audio(samples, rate, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_layer_stats(history, path, which="data", pattern=""):
+    """The original's percentile plot: per parameter, its 7 sigma percentiles against iteration.
+
+    history: log.json records with "stats" (from --stats); which: "data" or "grad";
+    pattern: a regular expression that parameter names must contain. Returns the number of panels.
+    """
+    records = [r for r in history if r.get("stats")]
+    if not records:
+        return 0
+    names = [n for n in records[-1]["stats"] if re.search(pattern, n) and records[-1]["stats"][n][which]]
+    if not names:
+        return 0
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        its = [r["iteration"] for r in records if r["stats"].get(name, {}).get(which)]
+        p = [r["stats"][name][which]["percentiles"] for r in records if r["stats"].get(name, {}).get(which)]
+        band = list(zip(*p))  # 7 series: 0.13, 2.28, 15.87, 50, 84.13, 97.72, 99.87 percent
+        for (lo, hi), alpha in zip(((0, 6), (1, 5), (2, 4)), (0.15, 0.3, 0.5)):
+            ax.fill_between(its, band[lo], band[hi], color="C0", alpha=alpha, linewidth=0)
+        ax.plot(its, band[3], color="C0", linewidth=1)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"{'weights and biases' if which == 'data' else 'gradients'}: median and 1/2/3-sigma "
+                 "percentile bands against iteration", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return len(names)
