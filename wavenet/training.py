@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from . import checkpoint
@@ -75,6 +76,7 @@ class TrainState:
     train_items: int = 0
     best_metric: float = math.inf  # best validation nll so far
     elapsed: float = 0.0
+    world_size: int = 1            # processes of the run (a mid-epoch resume needs the same shards)
     history: list = field(default_factory=list)
 
 
@@ -93,6 +95,24 @@ def setup_distributed(device):
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), world_size
+
+
+class ShardSampler(Sampler):
+    """Every num_replicas-th index from `rank`, no padding: the shards cover the set exactly once.
+
+    For evaluation. DistributedSampler pads shards to equal length by repeating indices, which would
+    count those items twice in the summed validation nll. Unequal shards are fine there because
+    evaluation runs the unwrapped model: no collective happens per batch.
+    """
+
+    def __init__(self, dataset, num_replicas, rank):
+        self.indices = range(rank, len(dataset), num_replicas)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
 
 
 class EpochSampler(DistributedSampler):
@@ -140,28 +160,36 @@ class Trainer:
         self.settings = settings
         self.device = device
         self.run_args = dict(run_args or {})
+        owns_group = not dist.is_initialized()
         self.rank, self.world_size = setup_distributed(device)
+        self.owns_group = owns_group and self.world_size > 1  # destroyed when fit() ends
         self.is_main = self.rank == 0
-        self.state = TrainState()
+        if settings.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UserError(f"--amp: {torch.cuda.get_device_name(device)} has no bfloat16 support; "
+                            "drop --amp")
+        self.state = TrainState(world_size=self.world_size)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate,
                                           weight_decay=settings.weight_decay)
         net = model
         if self.world_size > 1:
-            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            # static_graph: every step runs the same graph, so DDP finds once which parameters the
+            # loss does not reach (it would otherwise wait for their gradients forever)
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                          static_graph=True)
         self.net = torch.compile(net) if settings.compile else net
         self.sampler = EpochSampler(train_set, num_replicas=self.world_size, rank=self.rank,
                                     shuffle=True, seed=settings.seed)
-        pin = device.type == "cuda"
-        self.train_loader = DataLoader(train_set, batch_size=settings.batchsize, sampler=self.sampler,
-                                       num_workers=settings.workers, pin_memory=pin,
-                                       worker_init_fn=ignore_sigint if settings.workers else None)
-        val_sampler = DistributedSampler(val_set, num_replicas=self.world_size, rank=self.rank, shuffle=False)
-        self.val_loader = DataLoader(val_set, batch_size=settings.batchsize, sampler=val_sampler,
-                                     num_workers=settings.workers, pin_memory=pin,
-                                     worker_init_fn=ignore_sigint if settings.workers else None)
+        # pinned host memory lets step() copy batches with non_blocking=True; workers persist
+        # across epochs, so a memory-mapped corpus is not opened again each epoch
+        loading = dict(batch_size=settings.batchsize, num_workers=settings.workers,
+                       pin_memory=device.type == "cuda", persistent_workers=settings.workers > 0,
+                       worker_init_fn=ignore_sigint if settings.workers else None)
+        self.train_loader = DataLoader(train_set, sampler=self.sampler, **loading)
+        self.val_loader = DataLoader(val_set, sampler=ShardSampler(val_set, self.world_size, self.rank),
+                                     **loading)
         self.interrupted = False
         if settings.resume:
-            self.resume(checkpoint.resolve(settings.resume, SNAPSHOT_PREFIX))
+            self.resume(settings.resume)
 
     # ---- snapshots -------------------------------------------------------------------------
 
@@ -172,17 +200,44 @@ class Trainer:
         return snapshot
 
     def save_trainer_snapshot(self):
-        """Write snapshot_iter_<N> atomically, then remove older ones; returns its path."""
+        """Write snapshot_iter_<N> atomically, then remove older ones; returns its path.
+
+        Only rank 0 writes and removes; every rank returns once the file is complete, so no rank
+        can exit (and make torchrun stop rank 0) while it is being written.
+        """
         path = os.path.join(self.settings.out, f"{SNAPSHOT_PREFIX}{self.state.iteration}")
         if self.is_main:
             checkpoint.save(path, self.trainer_snapshot())
             for old in glob.glob(os.path.join(self.settings.out, SNAPSHOT_PREFIX + "*")):
                 if os.path.basename(old) != os.path.basename(path) and not old.endswith(".tmp"):
                     os.remove(old)
+            # temporary files of a run killed while saving (atomic_write names them .<name>.*.tmp)
+            for stale in glob.glob(os.path.join(self.settings.out, f".{SNAPSHOT_PREFIX}*.tmp")):
+                os.remove(stale)
+        self.barrier()
         return path
 
+    def load_snapshot(self, path):
+        """checkpoint.load of `path` (or of a folder's newest snapshot), read by rank 0 and sent to all.
+
+        Only rank 0 wrote the snapshots, so on several machines only its machine is sure to hold them.
+        A UserError on rank 0 is raised on every rank.
+        """
+        if self.world_size == 1:
+            return checkpoint.load(checkpoint.resolve(path, SNAPSHOT_PREFIX))
+        message = [None]
+        if self.is_main:
+            try:
+                message = [checkpoint.load(checkpoint.resolve(path, SNAPSHOT_PREFIX))]
+            except UserError as e:
+                message = [e]
+        dist.broadcast_object_list(message, src=0, device=self.device)
+        if isinstance(message[0], UserError):
+            raise message[0]
+        return message[0]
+
     def resume(self, path):
-        snapshot = checkpoint.load(path)
+        snapshot = self.load_snapshot(path)
         if "optimizer" not in snapshot:
             raise UserError(f"--resume {path!r} is a model snapshot, not a trainer snapshot; "
                             f"pass {SNAPSHOT_PREFIX}<N> from the run's --out folder")
@@ -194,6 +249,11 @@ class Trainer:
         self.model.load_state_dict(snapshot["model"])
         self.optimizer.load_state_dict(snapshot["optimizer"])
         self.state = TrainState(**snapshot["state"])
+        if self.is_main and self.state.batch_in_epoch and self.state.world_size != self.world_size:
+            warnings.warn(f"--resume {path!r} stopped inside an epoch of a {self.state.world_size}-process "
+                          f"run; with {self.world_size} processes the shards differ, so the rest of that "
+                          "epoch may repeat or skip some training items")
+        self.state.world_size = self.world_size
         set_rng_states(snapshot["rng"])
 
     def save_model_snapshot(self):
@@ -210,6 +270,8 @@ class Trainer:
             self.loop()
         finally:
             signal.signal(signal.SIGINT, previous_handler)
+            if self.owns_group:
+                dist.destroy_process_group()
         return self.state.history
 
     def on_sigint(self, _signum, _frame):
@@ -236,10 +298,12 @@ class Trainer:
                 st.elapsed = time.time() - start
                 bar.set_postfix(bpd=f"{nll_sum / (items * self.task.dims * LN2):.3f}", refresh=False)
                 if s.log_every and st.iteration % s.log_every == 0:
-                    self.record(extra={"train_bits_per_dim": nll_sum / (items * self.task.dims * LN2)})
+                    all_nll, all_items = self.all_sum(nll_sum, items)
+                    self.record(extra={"train_bits_per_dim": all_nll / (all_items * self.task.dims * LN2)})
                 if snapshot_every and st.iteration % snapshot_every == 0:
                     self.save_trainer_snapshot()
-                if self.interrupted:
+                # Ctrl-C reaches the ranks at different steps: all stop at the first step any saw it
+                if self.any_rank(self.interrupted):
                     path = self.save_trainer_snapshot()
                     raise UserError(f"interrupted at iteration {st.iteration}; resume with --resume {path}")
             bar.close()
@@ -251,8 +315,11 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp):
             nll_sum, items = self.task.loss(self.net, batch)
         loss = nll_sum / (items * self.task.dims)  # mean nll per dimension, in nats
-        if not torch.isfinite(loss):
-            raise UserError(f"the loss became {loss.item()} at iteration {self.state.iteration + 1}; "
+        # the mean over ranks, so every rank takes the same branch: one that raised alone would
+        # leave the others waiting in the gradient all-reduce
+        mean_loss = self.all_sum(loss.item())[0] / self.world_size
+        if not math.isfinite(mean_loss):
+            raise UserError(f"the loss became {mean_loss} at iteration {self.state.iteration + 1}; "
                             "the last good trainer snapshot in --out is kept: resume from it with a "
                             "smaller --learning_rate or --clip")
         self.optimizer.zero_grad(set_to_none=True)
@@ -276,6 +343,17 @@ class Trainer:
             items += batch_items
         self.model.train()
         return nll_sum, items
+
+    def any_rank(self, flag):
+        """True on every rank if `flag` is true on any rank (the flag itself in a single process)."""
+        if self.world_size == 1:
+            return bool(flag)
+        return self.all_sum(float(bool(flag)))[0] > 0
+
+    def barrier(self):
+        """Wait until every rank gets here (nothing in a single process)."""
+        if self.world_size > 1:
+            dist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def all_sum(self, *values):
         """Sum plain numbers over all ranks (identity in a single process)."""

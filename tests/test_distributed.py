@@ -1,0 +1,142 @@
+"""Data-parallel training: gloo processes on the CPU act as one process given their combined batch.
+
+The torchrun tests start the scripts as a user would; the step test runs two processes in-process
+(torch.multiprocessing) through the real Trainer, so it can compare parameters with one process.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.utils.data import TensorDataset
+
+from wavenet import GatedPixelCNN, receptive_field
+from wavenet.corpus import preprocess
+from wavenet.objectives import pixelcnn_nll
+from wavenet.training import Settings, Task, Trainer, seed_everything
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_PIXELCNN = ["--dataset", "digits", "-d", "8", "-n", "1", "--out_hidden_dim", "8", "--levels", "4",
+                 "-b", "32", "--learning_rate", "0.01"]
+LEVELS, BATCH, VAL_ITEMS = 4, 8, 7  # 7 validation items: two shards cannot split them evenly
+
+
+def torchrun(script, *args, processes=2):
+    """Run `torchrun --standalone --nproc_per_node=<processes> script args` on the CPU; returns stdout."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on a small CI machine
+    env.pop("WORLD_SIZE", None)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             f"--nproc_per_node={processes}", os.path.join(ROOT, script), *map(str, args)],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def table_rows(stdout):
+    """The lines of the printed epoch table (header included)."""
+    return [line for line in stdout.splitlines() if line.split() and (line.split()[0] in ("epoch",)
+                                                                      or line.split()[0].isdigit())]
+
+
+def test_two_processes_train_log_once_and_resume(tmp_path):
+    out = tmp_path / "run"
+    first = torchrun("train.py", *TINY_PIXELCNN, "-e", "1", "-o", out)
+    assert len(table_rows(first)) == 2, first  # one header and one row: only rank 0 prints
+    files = sorted(os.listdir(out))
+    # 1438 training images in shards of 719 per process, 32 per batch: 23 steps
+    assert files == ["log.json", "loss.png", "pixelcnn_23", "snapshot_iter_23"], files
+
+    second = torchrun("train.py", *TINY_PIXELCNN, "-e", "2", "-o", out, "--resume", out)
+    assert len(table_rows(second)) == 2, second
+    assert sorted(os.listdir(out)) == ["log.json", "loss.png", "pixelcnn_23", "pixelcnn_46",
+                                       "snapshot_iter_46"]
+    log = json.load(open(out / "log.json"))
+    assert [(r["epoch"], r["iteration"]) for r in log] == [(1, 23), (2, 46)]
+    assert log[1]["train_nll"] < log[0]["train_nll"] and log[1]["val_nll"] < log[0]["val_nll"]
+    assert log[1]["val_bits_per_dim"] < 0.9 * math.log2(LEVELS)  # below a uniform guess
+
+
+def write_tone(path, seconds, freq, rate=8000):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(str(path), 0.3 * np.sin(2 * np.pi * freq * t), rate)
+
+
+def test_two_processes_train_wavenet_with_loader_workers(tmp_path):
+    stacks, layers, target = 1, 3, 100
+    write_tone(tmp_path / "wav48" / "p225" / "a.wav", 0.5, 300.0)
+    write_tone(tmp_path / "wav48" / "p226" / "b.wav", 0.5, 500.0)
+    field = receptive_field(stacks, layers)
+    data = tmp_path / "corpus"
+    preprocess(str(tmp_path / "wav48"), str(data), 8000, field + target, receptive_field=field)
+    out = tmp_path / "run"
+    stdout = torchrun("train_wavenet.py", "-d", data, "--hidden_dim", "4", "--out_hidden_dim", "4",
+                      "-s", stacks, "-l", layers, "-b", "4", "-e", "1", "--val_fraction", "0.25",
+                      "--workers", "2", "-o", out)
+    assert len(table_rows(stdout)) == 2, stdout
+    log = json.load(open(out / "log.json"))
+    assert len(log) == 1 and math.isfinite(log[0]["val_nll"]) and math.isfinite(log[0]["train_nll"])
+    assert [f for f in os.listdir(out) if f.startswith("snapshot_iter_")] == [f"snapshot_iter_{log[0]['iteration']}"]
+
+
+def tiny_trainer(out):
+    """The same seeded Gated PixelCNN and data in every process.
+
+    clip=0: Adam's first step hardly depends on the gradient's scale and clipping rescales it,
+    so without clipping the compared gradients show whether DDP averaged (not summed) them.
+    """
+    seed_everything(0)
+    model = GatedPixelCNN(3, 8, 1, 8, LEVELS, num_classes=10)
+    g = torch.Generator().manual_seed(1)
+    q = torch.randint(0, LEVELS, (BATCH + VAL_ITEMS, 3, 8, 8), generator=g).to(torch.uint8)
+    labels = torch.randint(0, 10, (BATCH + VAL_ITEMS,), generator=g)
+    train_set, val_set = TensorDataset(q[:BATCH], labels[:BATCH]), TensorDataset(q[BATCH:], labels[BATCH:])
+    task = Task(name="pixelcnn", loss=pixelcnn_nll(LEVELS), dims=3 * 8 * 8, meta={})
+    settings = Settings(out=str(out), batchsize=2, clip=0.0)
+    return Trainer(model, task, train_set, val_set, settings, torch.device("cpu")), train_set.tensors
+
+
+def one_step(trainer, batch):
+    """One Trainer step on `batch`; the weights after it, the gradients of it and the validation sums."""
+    trainer.step(batch)
+    val_sum, val_items = trainer.all_sum(*trainer.evaluate())
+    return {"weights": {k: v.clone() for k, v in trainer.model.state_dict().items()},
+            "grads": {k: p.grad.clone() for k, p in trainer.model.named_parameters()},
+            "val": (val_sum, val_items)}
+
+
+def step_worker(rank, world, init_file, out):
+    """Rank `rank` of `world`: one step on its half of the fixed batch, results saved to out/rank<r>.pt."""
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        trainer, (q, labels) = tiny_trainer(out)
+        half = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+        torch.save(one_step(trainer, [q[half], labels[half]]), os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_step_equals_one_process_on_the_combined_batch(tmp_path, monkeypatch):
+    mp.spawn(step_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    trainer, (q, labels) = tiny_trainer(tmp_path)
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    single = one_step(trainer, [q, labels])
+    for rank in range(2):
+        ranked = torch.load(tmp_path / f"rank{rank}.pt")
+        for name in ("grads", "weights"):
+            for key, value in single[name].items():
+                torch.testing.assert_close(ranked[name][key], value, msg=f"rank {rank} {name} {key}")
+        # every validation item counted once (DistributedSampler's padding would give 8)
+        assert ranked["val"][1] == VAL_ITEMS == single["val"][1]
+        assert math.isclose(ranked["val"][0], single["val"][0], rel_tol=1e-6)
+    assert any(not torch.equal(initial[k], single["weights"][k]) for k in initial), "the step changed nothing"
