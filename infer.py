@@ -5,7 +5,7 @@ import torch
 
 from wavenet import checkpoint, cli
 from wavenet.errors import UserError
-from wavenet.images import save_grid
+from wavenet.images import check_output, save_grid
 from wavenet.sampling import sample_images
 
 
@@ -40,7 +40,7 @@ def main(argv=None):
     args = parse_args(argv)
     args.model = checkpoint.resolve(args.model, "pixelcnn_")
     snapshot = checkpoint.load(args.model)
-    model = checkpoint.build_model(snapshot, "GatedPixelCNN")
+    model = checkpoint.build_model(snapshot, "GatedPixelCNN", args.model)
     checkpoint.check_flags(snapshot, {"hidden_dim": args.hidden_dim, "out_hidden_dim": args.out_hidden_dim,
                                       "blocks_num": args.blocks_num, "levels": args.levels}, args.model)
     meta, classes = snapshot["meta"], model.num_classes
@@ -49,6 +49,7 @@ def main(argv=None):
         if not 0 <= args.label < classes:
             raise UserError(f"--label {args.label} is out of range: this model knows labels 0..{classes - 1}")
         rows.fill_(args.label)
+    check_output(args.output)  # before sampling, which can take minutes
     device = cli.select_device(args.gpu)
     images = sample_images(model.to(device), args.count ** 2, args.height or meta["height"],
                            args.width or meta["width"], label=(rows % classes).to(device),

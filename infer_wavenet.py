@@ -62,7 +62,7 @@ def main(argv=None):
     args = parse_args(argv)
     args.model = checkpoint.resolve(args.model, "wavenet_")
     snapshot = checkpoint.load(args.model)
-    model = checkpoint.build_model(snapshot, "WaveNet")
+    model = checkpoint.build_model(snapshot, "WaveNet", args.model)
     meta = snapshot["meta"]
     checkpoint.check_flags(snapshot, {"hidden_dim": args.hidden_dim, "out_hidden_dim": args.out_hidden_dim,
                                       "stacks_num": args.stacks_num, "layers_num": args.layers_num,

@@ -11,7 +11,7 @@ import os
 from wavenet import cli, corpus, receptive_field
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description="WaveNet data preprocessing: audio files -> vctk_* chunk files")
     parser.add_argument("--data", required=True,
                         help="Folder searched recursively for .wav and .flac files; a speaker is the name "
@@ -31,7 +31,7 @@ def main():
                         help="Chunks buffered in memory between writes")
     parser.add_argument("--levels", type=cli.positive_int, default=256,
                         help="Number of mu-law levels (2..256; one byte per sample)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     cli.writable_folder(args.output, "--output")
     field = receptive_field(args.stacks_num, args.layers_num)

@@ -76,8 +76,10 @@ def load(path, map_location="cpu"):
     try:
         snapshot = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a corrupt or foreign file can fail anywhere inside the unpickler
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path!r} is not a readable snapshot ({first_line}); "
+        # the type as well: some messages alone say nothing (a text file gives KeyError: 105)
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        reason = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
+        raise UserError(f"{path!r} is not a readable snapshot ({reason}); "
                         "pass a file written by train.py or train_wavenet.py") from None
     if not isinstance(snapshot, dict) or snapshot.get("model_type") not in MODEL_TYPES:
         raise UserError(f"{path!r} is not a snapshot of this project; "
@@ -94,15 +96,57 @@ def model_snapshot(model, meta):
             "model": model.state_dict(), "meta": dict(meta)}
 
 
-def build_model(snapshot, expected_type):
-    """Rebuild the model of `snapshot` from its config alone and load its weights."""
+def build_model(snapshot, expected_type, source="the snapshot"):
+    """Rebuild the model of `snapshot` from its config alone and load its weights (source: named in errors)."""
     model_type = snapshot["model_type"]
     if model_type != expected_type:
         raise UserError(f"this is a {model_type} snapshot, not a {expected_type} one; "
                         f"use {SCRIPT_FOR[model_type]} for it")
-    model = MODEL_TYPES[model_type](**snapshot["config"])
-    model.load_state_dict(snapshot["model"])
+    try:
+        model = MODEL_TYPES[model_type](**snapshot["config"])
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{source}: its config does not build this version's {model_type} ({e}); "
+                        "retrain, or use the version of this project that wrote it") from None
+    load_weights(model, snapshot["model"], source)
     return model
+
+
+def load_weights(model, state_dict, source):
+    """model.load_state_dict, with a UserError when the weights are not this version's layout."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:  # missing, unexpected or reshaped keys: a snapshot of an older version
+        detail = " ".join(str(e).split())
+        raise UserError(f"{source}: its weights do not fit this version's {type(model).__name__} "
+                        f"({detail[:200]}); retrain, or use the version of this project that wrote it") from None
+
+
+# the trainer that writes each model type's snapshots, named when --resume gets the other one
+TRAINER_FOR = {"GatedPixelCNN": "train.py", "WaveNet": "train_wavenet.py"}
+
+
+def check_resumable(snapshot, mine, source):
+    """UserError unless trainer `snapshot` has the model type, config and meta of this run's `mine`.
+
+    Names each setting that differs, as the flag to pass, so that the message says what to change.
+    """
+    if snapshot["model_type"] != mine["model_type"]:
+        raise UserError(f"--resume {source!r} is a {snapshot['model_type']} snapshot, not a "
+                        f"{mine['model_type']} one; resume it with {TRAINER_FOR[snapshot['model_type']]}")
+    for key in ("config", "meta"):
+        theirs, ours = snapshot[key], mine[key]
+        differ = [name for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)]
+        if differ:
+            was = ", ".join(f"{name} {_short(theirs.get(name))}" for name in differ)
+            now = ", ".join(f"{name} {_short(ours.get(name))}" for name in differ)
+            raise UserError(f"--resume {source!r} was trained with {was}; this run has {now}: pass the "
+                            "same flags and data as the run that wrote it, or start a new --out folder")
+
+
+def _short(value, limit=60):
+    """A value for a one-line message: long lists (speaker names) cut to `limit` characters."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_flags(snapshot, flags, source):

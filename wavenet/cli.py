@@ -9,12 +9,18 @@ from .errors import UserError
 
 
 def run(main):
-    """Call main(); a UserError becomes `error: <message>` on stderr and exit status 2, no traceback."""
+    """Call main(); a UserError becomes `error: <message>` on stderr and exit status 2, no traceback.
+
+    Ctrl-C becomes `interrupted` and status 130 (files are written atomically, so none is left torn).
+    """
     try:
         main()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which snapshots first)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)  # the shell's status for SIGINT
 
 
 def positive_int(text):

@@ -2,6 +2,7 @@
 import os
 
 import torch.nn.functional as F
+from PIL import Image
 from torchvision.utils import save_image
 
 from .data import dequantize
@@ -10,15 +11,22 @@ from .errors import UserError
 MIN_TILE = 32  # smaller images (8x8 digits) are enlarged, nearest neighbour, to be visible in a grid
 
 
+def check_output(path):
+    """UserError unless `path` names an image file in an existing folder (checked before sampling)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"--output {path!r}: {folder!r} is not an existing folder; create it or pick another path")
+    if os.path.splitext(path)[1].lower() not in Image.registered_extensions():
+        raise UserError(f"--output {path!r}: unknown image extension; use .png or .jpg, for example")
+
+
 def save_grid(images, levels, nrow, path):
     """Write levels (N, C, H, W) as a grid of `nrow` per row; the format follows the file extension."""
     x = dequantize(images.cpu(), levels)
     scale = max(1, MIN_TILE // x.shape[-1])
     if scale > 1:
         x = F.interpolate(x, scale_factor=scale, mode="nearest")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserError(f"--output {path!r}: folder {folder!r} does not exist; create it or pick another path")
+    check_output(path)
     try:
         save_image(x, path, nrow=nrow, padding=2, pad_value=0.5)
     except ValueError as e:  # PIL cannot tell the format from the extension

@@ -241,13 +241,11 @@ class Trainer:
         if "optimizer" not in snapshot:
             raise UserError(f"--resume {path!r} is a model snapshot, not a trainer snapshot; "
                             f"pass {SNAPSHOT_PREFIX}<N> from the run's --out folder")
-        mine = checkpoint.model_snapshot(self.model, self.task.meta)
-        for key in ("model_type", "config", "meta"):
-            if snapshot[key] != mine[key]:
-                raise UserError(f"--resume {path!r} was made with {key} {snapshot[key]}, this run has "
-                                f"{mine[key]}; use the original flags or start a new --out folder")
-        self.model.load_state_dict(snapshot["model"])
+        checkpoint.check_resumable(snapshot, checkpoint.model_snapshot(self.model, self.task.meta), path)
+        checkpoint.load_weights(self.model, snapshot["model"], f"--resume {path!r}")
         self.optimizer.load_state_dict(snapshot["optimizer"])
+        for group in self.optimizer.param_groups:  # the flags of this run win over the snapshot's
+            group.update(lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay)
         self.state = TrainState(**snapshot["state"])
         if self.is_main and self.state.batch_in_epoch and self.state.world_size != self.world_size:
             warnings.warn(f"--resume {path!r} stopped inside an epoch of a {self.state.world_size}-process "
@@ -319,9 +317,11 @@ class Trainer:
         # leave the others waiting in the gradient all-reduce
         mean_loss = self.all_sum(loss.item())[0] / self.world_size
         if not math.isfinite(mean_loss):
-            raise UserError(f"the loss became {mean_loss} at iteration {self.state.iteration + 1}; "
-                            "the last good trainer snapshot in --out is kept: resume from it with a "
-                            "smaller --learning_rate or --clip")
+            last = checkpoint.newest(self.settings.out, SNAPSHOT_PREFIX)
+            advice = (f"resume from the last snapshot, {last}, with" if last else "no snapshot was written yet: "
+                      "start again with")
+            raise UserError(f"the loss became {mean_loss} at iteration {self.state.iteration + 1}; {advice} "
+                            "a smaller --learning_rate or --clip")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.settings.clip > 0:
@@ -385,8 +385,8 @@ class Trainer:
             self.print_row(st.history[-1])
             if improved:
                 self.save_model_snapshot()
-        if not self.settings.snapshot_every:
-            self.save_trainer_snapshot()
+        if not self.settings.snapshot_every or st.epoch == self.settings.epoch:
+            self.save_trainer_snapshot()  # and always at the end, to go on with a larger --epoch
 
     def record(self, values=None, extra=None):
         """Append a log record (rank 0 writes log.json and the loss plot)."""
