@@ -96,6 +96,15 @@ def test_seeded_sampling_is_identical_on_every_path(threads):
     assert not torch.equal(other, draws["numba"])
 
 
+def test_global_generator_drives_every_path_alike():
+    model = tiny_model()
+    draws = []
+    for method in ("torch", "numba"):
+        torch.manual_seed(3)
+        draws.append(generate(model, 2, 20, method=method, progress=False))
+    assert torch.equal(draws[0], draws[1])
+
+
 def test_cached_step_runs_each_layer_once_on_a_fixed_window():
     """Per sample, every layer runs once on reach + 1 inputs, however long the output already is.
 

@@ -82,7 +82,7 @@ def pack(model, streams, speaker=None):
         reach=reach, offset=np.concatenate([[0], np.cumsum(reach)[:-1]]).astype(np.int64))
 
 
-def rings(buffers):
+def ring_state(buffers):
     """Per-layer past inputs [(B, C, reach)] -> ring state (B, sum of reaches, C) float32.
 
     The kernel keeps channels last so that one time step of one layer is a
@@ -148,6 +148,7 @@ def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, 
     L, K, G = w.dilated.shape
     O = w.out.shape[2]
     S, levels = O - C, w.head2.shape[1]
+    head1, head2 = w.head1.reshape((1, S, S)), w.head2.reshape((1, S, levels))  # as _matvec's (L, in, out)
     n = hi - lo
     steps = max(uniforms.shape[0], forced.shape[1])
     h = np.empty((n, C), np.float32)        # each stream's input to the current layer
@@ -216,11 +217,11 @@ def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, 
                 hid[o] = w.head1_bias[o]
             for j in range(S):
                 skips[s, j] = max(skips[s, j], ZERO)
-            _matvec(hid, w.head1.reshape((1, S, S)), 0, skips[s])
+            _matvec(hid, head1, 0, skips[s])
             for o in range(S):
                 hid[o] = max(hid[o], ZERO)
             logits[:] = w.head2_bias
-            _matvec(logits, w.head2.reshape((1, S, levels)), 0, hid)
+            _matvec(logits, head2, 0, hid)
             if forced.shape[1] > 0:
                 logits_out[ss, step, :] = logits
                 pending[ss] = forced[ss, step]

@@ -71,6 +71,7 @@ def incremental_logits(model, codes, speaker=None, prime=None, method="auto"):
     B = codes.shape[0]
     device = next(model.parameters()).device
     prime = _as_prime(model, prime, B, device)
+    speaker = None if speaker is None else speaker.to(device)
     model.check_speaker(speaker, B)
     with _inference(model):
         return _session_type(method, device)(model, prime, speaker).force(codes.to(device))
@@ -184,7 +185,7 @@ class Compiled(_Session):
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.weights = fast_wavenet.pack(model, len(prime), speaker)
-        self.rings = fast_wavenet.rings(buffers)
+        self.rings = fast_wavenet.ring_state(buffers)
         self.history = history.cpu().numpy().copy()
         self.pending = pending.cpu().numpy().copy()
         self.steps = 0  # the ring slots rotate with it
@@ -199,9 +200,12 @@ class Compiled(_Session):
         if temperature == 0:
             uniforms = torch.zeros(n, B, dtype=torch.float64)  # argmax draws nothing, like `pick`
         else:
-            # n draws of torch.rand(B) at once: the CPU generator yields the same numbers either way
-            rng_device = generator.device if generator is not None else torch.device("cpu")
-            uniforms = torch.rand(n, B, generator=generator, dtype=torch.float64, device=rng_device)
+            device = generator.device if generator is not None else torch.device("cpu")
+            draw = dict(generator=generator, dtype=torch.float64, device=device)
+            # the CPU generator gives n draws of torch.rand(B) in one call; CUDA's counter-based
+            # one would give other numbers, so there each step draws on its own, as `pick` does
+            uniforms = (torch.rand(n, B, **draw) if device.type == "cpu"
+                        else torch.stack([torch.rand(B, **draw) for _ in range(n)]))
         return self._run(uniforms=uniforms.cpu().numpy(), temperature=temperature)
 
     def force(self, codes):
