@@ -1,15 +1,19 @@
 """Data-parallel training: gloo processes on the CPU act as one process given their combined batch.
 
-The torchrun tests start the scripts as a user would; the step test runs two processes in-process
-(torch.multiprocessing) through the real Trainer, so it can compare parameters with one process.
+The torchrun tests start the scripts as a user would. The other tests run two processes from here
+(torch.multiprocessing) through the real Trainer, so that they can compare one step with a single
+process and make one rank alone see Ctrl-C.
 """
+import datetime
 import json
 import math
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 import torch.distributed as dist
@@ -18,6 +22,7 @@ from torch.utils.data import TensorDataset
 
 from wavenet import GatedPixelCNN, receptive_field
 from wavenet.corpus import preprocess
+from wavenet.errors import UserError
 from wavenet.objectives import pixelcnn_nll
 from wavenet.training import Settings, Task, Trainer, seed_everything
 
@@ -86,7 +91,7 @@ def test_two_processes_train_wavenet_with_loader_workers(tmp_path):
     assert [f for f in os.listdir(out) if f.startswith("snapshot_iter_")] == [f"snapshot_iter_{log[0]['iteration']}"]
 
 
-def tiny_trainer(out):
+def tiny_trainer(out, epoch=1):
     """The same seeded Gated PixelCNN and data in every process.
 
     clip=0: Adam's first step hardly depends on the gradient's scale and clipping rescales it,
@@ -99,7 +104,8 @@ def tiny_trainer(out):
     labels = torch.randint(0, 10, (BATCH + VAL_ITEMS,), generator=g)
     train_set, val_set = TensorDataset(q[:BATCH], labels[:BATCH]), TensorDataset(q[BATCH:], labels[BATCH:])
     task = Task(name="pixelcnn", loss=pixelcnn_nll(LEVELS), dims=3 * 8 * 8, meta={})
-    settings = Settings(out=str(out), batchsize=2, clip=0.0)
+    os.makedirs(out, exist_ok=True)
+    settings = Settings(out=str(out), batchsize=2, clip=0.0, epoch=epoch)
     return Trainer(model, task, train_set, val_set, settings, torch.device("cpu")), train_set.tensors
 
 
@@ -112,27 +118,61 @@ def one_step(trainer, batch):
             "val": (val_sum, val_items)}
 
 
-def step_worker(rank, world, init_file, out):
-    """Rank `rank` of `world`: one step on its half of the fixed batch, results saved to out/rank<r>.pt."""
+def rank_worker(rank, world, init_file, out):
+    """Rank `rank` of `world`, through the real Trainer:
+
+    1. one step on its share of the fixed batch; weights, gradients, validation sums -> out/rank<r>.pt
+    2. a run in which only rank 1 sees Ctrl-C, during step 3; how fit() ended -> out/stop<r>.txt
+    """
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
     try:
         trainer, (q, labels) = tiny_trainer(out)
-        half = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
-        torch.save(one_step(trainer, [q[half], labels[half]]), os.path.join(out, f"rank{rank}.pt"))
+        share = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+        torch.save(one_step(trainer, [q[share], labels[share]]), os.path.join(out, f"rank{rank}.pt"))
+
+        trainer, _ = tiny_trainer(os.path.join(out, "stopped"), epoch=5)
+        if rank == 1:
+            step = trainer.step
+
+            def ctrl_c_during_step_3(batch):
+                trainer.interrupted = trainer.state.iteration + 1 == 3
+                return step(batch)
+            trainer.step = ctrl_c_during_step_3
+        try:
+            trainer.fit()
+            ending = "finished"
+        except UserError as e:
+            ending = str(e)
+        with open(os.path.join(out, f"stop{rank}.txt"), "w") as f:
+            f.write(ending)
     finally:
         dist.destroy_process_group()
 
 
-def test_two_process_step_equals_one_process_on_the_combined_batch(tmp_path, monkeypatch):
-    mp.spawn(step_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """Run rank_worker in two gloo processes; their output folder."""
+    out = tmp_path_factory.mktemp("ranks")
+    ranks = mp.spawn(rank_worker, args=(2, str(out / "init"), str(out)), nprocs=2, join=False)
+    deadline = time.monotonic() + 180
+    while not ranks.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in ranks.processes:
+                process.kill()
+            pytest.fail("the two ranks did not finish: one waits in a collective the other skipped")
+    return out
+
+
+def test_two_process_step_equals_one_process_on_the_combined_batch(two_ranks, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    trainer, (q, labels) = tiny_trainer(tmp_path)
+    trainer, (q, labels) = tiny_trainer(two_ranks / "single")
     initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     single = one_step(trainer, [q, labels])
     for rank in range(2):
-        ranked = torch.load(tmp_path / f"rank{rank}.pt")
+        ranked = torch.load(two_ranks / f"rank{rank}.pt")
         for name in ("grads", "weights"):
             for key, value in single[name].items():
                 torch.testing.assert_close(ranked[name][key], value, msg=f"rank {rank} {name} {key}")
@@ -140,3 +180,11 @@ def test_two_process_step_equals_one_process_on_the_combined_batch(tmp_path, mon
         assert ranked["val"][1] == VAL_ITEMS == single["val"][1]
         assert math.isclose(ranked["val"][0], single["val"][0], rel_tol=1e-6)
     assert any(not torch.equal(initial[k], single["weights"][k]) for k in initial), "the step changed nothing"
+
+
+def test_ctrl_c_on_one_rank_stops_all_at_the_same_step(two_ranks):
+    endings = [(two_ranks / f"stop{rank}.txt").read_text() for rank in range(2)]
+    snapshot = str(two_ranks / "stopped" / "snapshot_iter_3")
+    assert endings == [f"interrupted at iteration 3; resume with --resume {snapshot}"] * 2
+    assert sorted(f for f in os.listdir(two_ranks / "stopped") if f.startswith("snapshot_iter_")) == \
+        ["snapshot_iter_3"]

@@ -82,7 +82,9 @@ def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradie
                         help="Number of examples in each mini-batch (per process under torchrun)")
     parser.add_argument("--epoch", "-e", type=positive_int, default=20,
                         help="Number of sweeps over the dataset to train")
-    parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
+    parser.add_argument("--gpu", "-g", type=int, default=-1,
+                        help="GPU ID (negative value indicates CPU); under torchrun any GPU ID gives "
+                             "each process the GPU of its LOCAL_RANK")
     parser.add_argument("--resume", "-r", default="",
                         help="Resume the training from snapshot (a snapshot_iter_<N> file or its folder)")
     parser.add_argument("--out", "-o", default="result", help="Output directory")
