@@ -181,9 +181,12 @@ class Trainer:
                                     shuffle=True, seed=settings.seed)
         # pinned host memory lets step() copy batches with non_blocking=True; workers persist
         # across epochs, so a memory-mapped corpus is not opened again each epoch
+        # Each new epoch's iterator draws a worker seed from `generator`; from the global generator
+        # that draw would shift the RNG state a resumed run restores, so keep it apart.
         loading = dict(batch_size=settings.batchsize, num_workers=settings.workers,
                        pin_memory=device.type == "cuda", persistent_workers=settings.workers > 0,
-                       worker_init_fn=ignore_sigint if settings.workers else None)
+                       worker_init_fn=ignore_sigint if settings.workers else None,
+                       generator=torch.Generator().manual_seed(settings.seed))
         self.train_loader = DataLoader(train_set, sampler=self.sampler, **loading)
         self.val_loader = DataLoader(val_set, sampler=ShardSampler(val_set, self.world_size, self.rank),
                                      **loading)

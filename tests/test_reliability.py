@@ -1,0 +1,215 @@
+"""Training survives being killed: SIGKILL at any moment (even mid-save) leaves a loadable snapshot, and a
+resumed run ends bit-identical to an uninterrupted one; Ctrl-C snapshots and says how to resume; a
+non-finite loss stops the run and names the snapshot to resume from.
+
+The scripts run as subprocesses, as a user runs them, with one thread each (bit-identical runs need the
+same thread count, and tiny models only lose time to more threads on a shared machine).
+"""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import ROOT
+
+from wavenet import checkpoint, corpus, receptive_field
+from wavenet.training import SNAPSHOT_PREFIX
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# 23 iterations per epoch of digits at -b 64: 4 epochs are 92 iterations, a multiple of --snapshot_every 4
+PIXELCNN = ["train.py", "--dataset", "digits", "-d", "8", "-n", "1", "--out_hidden_dim", "8", "--levels", "4",
+            "-b", "64", "-e", "4", "--snapshot_every", "4", "--seed", "3"]
+STACKS, LAYERS, TARGET, RATE = 1, 4, 64, 8000
+WAVENET = ["train_wavenet.py", "--stacks_num", str(STACKS), "--layers_num", str(LAYERS), "--hidden_dim", "8",
+           "--out_hidden_dim", "8", "-b", "16", "-e", "3", "--snapshot_every", "3", "--seed", "5"]
+# A run whose torch.save of the snapshot at SAVE_STALLS writes half its bytes, says so, and hangs:
+# the test SIGKILLs it there, in the middle of an atomic save.
+SAVE_STALLS = 12
+STALLING_SAVE = f"""
+import io, runpy, sys, time, torch
+flag = sys.argv.pop()  # the file that tells the test
+real_save = torch.save
+def stalling_save(obj, f, *args, **kwargs):
+    if isinstance(obj, dict) and obj.get("state", {{}}).get("iteration") == {SAVE_STALLS}:
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        f.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+        f.flush()
+        open(flag, "w").close()
+        time.sleep(600)
+    return real_save(obj, f, *args, **kwargs)
+torch.save = stalling_save
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def start(argv, *, prefix=(), **kwargs):
+    """Popen a script (argv[0]) from the repository root."""
+    return subprocess.Popen([sys.executable, *prefix, os.path.join(ROOT, argv[0]), *argv[1:]], cwd=ROOT,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def finish(argv):
+    """Run a script to its end; fails the test unless it exits 0."""
+    run = subprocess.run([sys.executable, os.path.join(ROOT, argv[0]), *argv[1:]], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def wait_for(condition, process, timeout=300):
+    """Poll `condition` until it holds; fails if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the run ended first: {process.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def snapshots(out):
+    """Trainer snapshot iterations in `out`, sorted."""
+    return sorted(int(name[len(SNAPSHOT_PREFIX):]) for name in os.listdir(out)
+                  if name.startswith(SNAPSHOT_PREFIX) and name[len(SNAPSHOT_PREFIX):].isdigit())
+
+
+def kill(process):
+    assert process.poll() is None, "the run ended before the kill"
+    process.kill()
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+
+
+def assert_bit_identical(out_a, out_b):
+    """The newest trainer snapshots of two runs hold the same weights, optimizer, counters and RNG states."""
+    a = checkpoint.load(checkpoint.resolve(out_a, SNAPSHOT_PREFIX))
+    b = checkpoint.load(checkpoint.resolve(out_b, SNAPSHOT_PREFIX))
+    assert a["model"].keys() == b["model"].keys()
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    for key, state in a["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][key][name]), (key, name)
+    strip = ("elapsed",)  # wall time differs, of course
+    state_a = {k: v for k, v in a["state"].items() if k not in strip and k != "history"}
+    state_b = {k: v for k, v in b["state"].items() if k not in strip and k != "history"}
+    assert state_a == state_b
+    assert [{k: v for k, v in r.items() if k not in strip} for r in a["state"]["history"]] == \
+           [{k: v for k, v in r.items() if k not in strip} for r in b["state"]["history"]]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert torch.equal(a["rng"]["numpy"][1], b["rng"]["numpy"][1]) and a["rng"]["python"] == b["rng"]["python"]
+
+
+@pytest.fixture(scope="module")
+def pixelcnn_straight(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("pixelcnn") / "straight")
+    finish(PIXELCNN + ["-o", out])
+    return out
+
+
+def test_pixelcnn_killed_in_the_middle_of_a_save_resumes_bit_identical(pixelcnn_straight, tmp_path):
+    out, flag = str(tmp_path / "run"), str(tmp_path / "saving")
+    run = start(PIXELCNN + ["-o", out, flag], prefix=("-c", STALLING_SAVE))
+    wait_for(lambda: os.path.exists(flag), run)
+    kill(run)
+    torn = [name for name in os.listdir(out) if name.startswith(f".{SNAPSHOT_PREFIX}{SAVE_STALLS}.")]
+    assert len(torn) == 1, os.listdir(out)  # the half-written temporary file
+    assert snapshots(out) == [SAVE_STALLS - 4], "the previous snapshot stays, the torn one has no name"
+    previous = checkpoint.load(checkpoint.resolve(out, SNAPSHOT_PREFIX))
+    assert previous["state"]["iteration"] == SAVE_STALLS - 4
+    finish(PIXELCNN + ["-o", out, "--resume", out])
+    assert_bit_identical(pixelcnn_straight, out)
+    assert not [name for name in os.listdir(out) if name.endswith(".tmp")], "the torn file is cleaned up"
+
+
+def test_pixelcnn_killed_at_a_random_moment_resumes_bit_identical(pixelcnn_straight, tmp_path):
+    out = str(tmp_path / "run")
+    run = start(PIXELCNN + ["-o", out])
+    wait_for(lambda: os.path.isdir(out) and snapshots(out), run)
+    time.sleep(random.Random(os.getpid()).uniform(0, 0.3))
+    kill(run)
+    assert checkpoint.load(checkpoint.resolve(out, SNAPSHOT_PREFIX))["state"]["iteration"] > 0
+    finish(PIXELCNN + ["-o", out, "--resume", out])
+    assert_bit_identical(pixelcnn_straight, out)
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """A preprocessed folder of tones from two speakers, for a tiny conditioned WaveNet."""
+    tmp = tmp_path_factory.mktemp("speech")
+    for i in range(4):
+        path = tmp / "wav" / f"p{225 + i % 2}" / f"{i}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        t = np.arange(RATE // 2) / RATE
+        sf.write(str(path), 0.3 * np.sin(2 * np.pi * (200 + 70 * i) * t), RATE, subtype="PCM_16")
+    field = receptive_field(STACKS, LAYERS)
+    corpus.preprocess(str(tmp / "wav"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
+    return str(tmp / "data")
+
+
+def test_wavenet_killed_at_a_random_moment_resumes_bit_identical(speech, tmp_path):
+    straight, out = str(tmp_path / "straight"), str(tmp_path / "run")
+    finish(WAVENET + ["-d", speech, "-o", straight])
+    run = start(WAVENET + ["-d", speech, "-o", out])
+    wait_for(lambda: os.path.isdir(out) and snapshots(out), run)
+    time.sleep(random.Random(os.getpid()).uniform(0, 0.2))
+    kill(run)
+    assert checkpoint.load(checkpoint.resolve(out, SNAPSHOT_PREFIX))["state"]["iteration"] > 0
+    finish(WAVENET + ["-d", speech, "-o", out, "--resume", out])
+    assert_bit_identical(straight, out)
+
+
+@pytest.mark.slow
+def test_pixelcnn_killed_again_and_again_resumes_bit_identical(pixelcnn_straight, tmp_path):
+    out, rng, kills = str(tmp_path / "run"), random.Random(0), 0
+    while kills < 5:
+        run = start(PIXELCNN + ["-o", out] + (["--resume", out] if kills else []))
+        seen = snapshots(out) if kills else []
+        wait_for(lambda: os.path.isdir(out) and snapshots(out) != seen, run)  # a new snapshot, at least
+        time.sleep(rng.uniform(0, 0.2))
+        if run.poll() is not None:
+            break
+        kill(run)
+        kills += 1
+        assert checkpoint.load(checkpoint.resolve(out, SNAPSHOT_PREFIX))["state"]["iteration"] > 0
+    finish(PIXELCNN + ["-o", out, "--resume", out])
+    assert kills >= 3, "the run ended too soon to be killed often"
+    assert_bit_identical(pixelcnn_straight, out)
+
+
+def test_ctrl_c_snapshots_and_names_the_snapshot(tmp_path):
+    # as a terminal sends it: to the whole process group, DataLoader workers included
+    out = str(tmp_path / "run")
+    argv = PIXELCNN[:PIXELCNN.index("-e")] + ["-e", "50", "--workers", "1", "-o", out]
+    run = start(argv, start_new_session=True)
+    wait_for(lambda: os.path.isdir(out) and snapshots(out), run)
+    os.killpg(run.pid, signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 2 and "Traceback" not in stderr, stderr
+    last = stderr.replace("\r", "\n").strip().splitlines()[-1]
+    path = checkpoint.newest(out, SNAPSHOT_PREFIX)
+    assert last == f"error: interrupted at iteration {path.rsplit('_', 1)[1]}; resume with --resume {path}"
+    assert checkpoint.load(path)["state"]["epoch"] < 50
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_snapshot(tmp_path):
+    out = str(tmp_path / "run")
+    argv = PIXELCNN[:PIXELCNN.index("--snapshot_every")] + ["--snapshot_every", "1", "--learning_rate", "1e30",
+                                                            "-o", out]
+    run = subprocess.run([sys.executable, os.path.join(ROOT, argv[0]), *argv[1:]], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    last = run.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    kept = checkpoint.newest(out, SNAPSHOT_PREFIX)
+    iteration = int(kept.rsplit("_", 1)[1])
+    assert last.startswith(f"error: the loss became nan at iteration {iteration + 1}; "
+                           f"resume from the last snapshot, {kept}, with a smaller --learning_rate"), last
+    snapshot = checkpoint.load(kept)
+    assert snapshot["state"]["iteration"] == iteration
+    assert all(torch.isfinite(value).all() for value in snapshot["model"].values())
