@@ -6,8 +6,8 @@ every stream by a block of steps inside numba. Each layer keeps its last
 came before. The math is the model's: the causal input convolution as table
 look-ups, per layer the dilated convolution, `gated_activation`, the 1x1
 residual and skip, then the head and inverse-CDF sampling as in
-`sampling.inverse_cdf_sample`. It runs in float32; logits match the model's forward pass
-within 1e-4.
+`sampling.inverse_cdf_sample`. It runs in float32; logits match the model's
+forward pass within 1e-4.
 """
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -27,8 +27,10 @@ B0, B2, B4, B6 = (np.float32(b) for b in (
     4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
 HALF = np.float32(0.5)
 ZERO = np.float32(0.0)
-# Let LLVM fuse multiply-adds but not reorder sums: results stay within float32 rounding of the model.
-FASTMATH = {"contract"}
+# cache: compile once per machine, not once per process. error_model="numpy": float division
+# without a ZeroDivisionError branch, which would stop LLVM vectorising the gate. fastmath
+# "contract" fuses multiply-adds but never reorders sums, so results stay within float32 rounding.
+JIT = dict(cache=True, error_model="numpy", fastmath={"contract"})
 
 
 class Packed(NamedTuple):
@@ -91,7 +93,7 @@ def ring_state(buffers):
     return np.ascontiguousarray(torch.cat(buffers, 2).transpose(1, 2).float().cpu().numpy())
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(**JIT)
 def _tanh(x):
     x = TANH_CLAMP if x > TANH_CLAMP else (-TANH_CLAMP if x < -TANH_CLAMP else x)
     x2 = x * x
@@ -100,9 +102,9 @@ def _tanh(x):
     return p / q
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@njit(**JIT)
 def _matvec(acc, W, l, x):
-    """acc += x @ W[l] for W (L, n_in, n_out): four input rows per pass over acc, which halves its loads and stores."""
+    """acc (n_out,) += x (n_in,) @ W[l] for W (L, n_in, n_out); four input rows per pass over acc cut its loads and stores."""
     n_in, n_out = W.shape[1], W.shape[2]
     j = 0
     while j + 4 <= n_in:
@@ -117,7 +119,7 @@ def _matvec(acc, W, l, x):
         j += 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**JIT)
 def _draw(logits, u, temperature, cdf):
     """`generation.pick` for one stream: logits (levels,), u uniform in [0, 1); cdf (levels,) float64 scratch."""
     levels = logits.shape[0]
@@ -140,7 +142,7 @@ def _draw(logits, u, temperature, cdf):
     return levels - 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
+@njit(nogil=True, **JIT)
 def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, logits_out,
                  history, rings, w):
     """Advance streams lo..hi-1 by one block of steps; see `run`."""
@@ -231,8 +233,8 @@ def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, 
                 pending[ss] = code
 
 
-def run(w, rings, history, pending, t0, uniforms=None, temperature=1.0, forced=None, threads=None):
-    """Advance B streams by n steps, in place.
+def run(weights, rings, history, pending, t0, uniforms=None, temperature=1.0, forced=None, threads=None):
+    """Advance B streams of a `pack`ed WaveNet by n steps, in place.
 
     rings (B, sum of reaches, C) and history (B, k-1) hold the streams' past;
     pending (B,) the code each feeds next; t0 counts the steps since `rings`
@@ -242,7 +244,7 @@ def run(w, rings, history, pending, t0, uniforms=None, temperature=1.0, forced=N
     numba.get_num_threads(), which numba.set_num_threads sets).
     """
     B = len(pending)
-    levels = w.head2.shape[1]
+    levels = weights.head2.shape[1]
     if forced is None:
         n = len(uniforms)
         forced = np.zeros((B, 0), np.int64)
@@ -255,7 +257,7 @@ def run(w, rings, history, pending, t0, uniforms=None, temperature=1.0, forced=N
         result = logits = np.empty((B, n, levels), np.float32)
     threads = numba.get_num_threads() if threads is None else threads
     bounds = np.linspace(0, B, min(threads, B) + 1).astype(int)
-    args = (t0, float(temperature), uniforms, forced, pending, codes, logits, history, rings, w)
+    args = (t0, float(temperature), uniforms, forced, pending, codes, logits, history, rings, weights)
     if len(bounds) == 2:
         _run_streams(0, B, *args)
     else:
