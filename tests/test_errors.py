@@ -71,6 +71,12 @@ def world(tmp_path_factory):
     old["model"]["retired_layer.weight"] = torch.zeros(1)
     checkpoint.save(str(tmp / "old_layout"), old)
     paths["old_layout"] = str(tmp / "old_layout")
+    # a trainer snapshot taken inside an epoch (5 of 23 batches done)
+    mid = checkpoint.load(checkpoint.resolve(paths["pix"], "snapshot_iter_"))
+    mid["state"].update(iteration=5, epoch=0, batch_in_epoch=5)
+    (tmp / "pix_mid").mkdir()
+    checkpoint.save(str(tmp / "pix_mid" / "snapshot_iter_5"), mid)
+    paths["pix_mid"] = str(tmp / "pix_mid")
     return paths
 
 
@@ -109,6 +115,8 @@ CASES = [
     ("train-resume-not-snapshot", "train.py", [*PIX, "--resume", "{file}"], "is not a readable snapshot", False),
     ("train-resume-missing", "train.py", [*PIX, "--resume", "{tmp}/missing"], "not found", False),
     ("train-resume-empty-folder", "train.py", [*PIX, "--resume", "{empty}"], "holds no snapshot_iter_<N> snapshot", False),
+    ("train-resume-mid-epoch-other-batchsize", "train.py", [*PIX, "-b", "32", "--resume", "{pix_mid}"], "stopped inside an epoch of a run with --batchsize 64; pass --batchsize 64", False),
+    ("train-resume-mid-epoch-other-seed", "train.py", [*PIX, "--seed", "1", "--resume", "{pix_mid}"], "stopped inside an epoch of a run with --seed 0; pass --seed 0", False),
     # train_wavenet.py
     ("wn-data-missing", "train_wavenet.py", [*WN, "-d", "{tmp}/missing"], "not found; run preprocess.py --data", False),
     ("wn-data-not-preprocessed", "train_wavenet.py", [*WN, "-d", "{empty}"], "holds no vctk_* files; run preprocess.py", False),

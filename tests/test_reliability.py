@@ -213,3 +213,19 @@ def test_non_finite_loss_stops_and_keeps_the_last_snapshot(tmp_path):
     snapshot = checkpoint.load(kept)
     assert snapshot["state"]["iteration"] == iteration
     assert all(torch.isfinite(value).all() for value in snapshot["model"].values())
+
+
+def test_resume_with_a_smaller_learning_rate_uses_it(tmp_path):
+    # the way out the non-finite loss message gives: the restored Adam state must not bring the old rate back
+    import train
+    out = str(tmp_path / "run")
+    tiny = PIXELCNN[1:PIXELCNN.index("-e")] + ["-o", out]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train.main(tiny + ["-e", "1", "--learning_rate", "1e-3", "--weight_decay", "1e-4"])
+        train.main(tiny + ["-e", "2", "--learning_rate", "1e-5", "--weight_decay", "0", "--resume", out])
+    finally:
+        torch.set_num_threads(threads)
+    group = checkpoint.load(checkpoint.resolve(out, SNAPSHOT_PREFIX))["optimizer"]["param_groups"][0]
+    assert (group["lr"], group["weight_decay"]) == (1e-5, 0)

@@ -250,6 +250,12 @@ class Trainer:
         for group in self.optimizer.param_groups:  # the flags of this run win over the snapshot's
             group.update(lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay)
         self.state = TrainState(**snapshot["state"])
+        if self.state.batch_in_epoch:  # the rest of the epoch is found from these two: they must not change
+            for flag, now in (("batchsize", self.settings.batchsize), ("seed", self.settings.seed)):
+                then = snapshot.get("args", {}).get(flag, now)
+                if then != now:
+                    raise UserError(f"--resume {path!r} stopped inside an epoch of a run with --{flag} {then}; "
+                                    f"pass --{flag} {then} to finish that epoch in the same order")
         if self.is_main and self.state.batch_in_epoch and self.state.world_size != self.world_size:
             warnings.warn(f"--resume {path!r} stopped inside an epoch of a {self.state.world_size}-process "
                           f"run; with {self.world_size} processes the shards differ, so the rest of that "
