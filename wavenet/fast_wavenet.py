@@ -104,7 +104,10 @@ def _tanh(x):
 
 @njit(**JIT)
 def _matvec(acc, W, l, x):
-    """acc (n_out,) += x (n_in,) @ W[l] for W (L, n_in, n_out); four input rows per pass over acc cut its loads and stores."""
+    """acc (n_out,) += x (n_in,) @ W[l] for W (L, n_in, n_out).
+
+    Four input rows per pass over acc: a quarter of the loads and stores of acc.
+    """
     n_in, n_out = W.shape[1], W.shape[2]
     j = 0
     while j + 4 <= n_in:
