@@ -7,6 +7,7 @@ same thread count, and tiny models only lose time to more threads on a shared ma
 """
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +46,23 @@ def stalling_save(obj, f, *args, **kwargs):
         time.sleep(600)
     return real_save(obj, f, *args, **kwargs)
 torch.save = stalling_save
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+# preprocess.py that hangs once it starts on the second file, after saying so: interrupted mid-write
+STALLING_DECODE = """
+import runpy, sys, time
+import wavenet.corpus as corpus
+flag = sys.argv.pop()
+real_chunk_file, calls = corpus.chunk_file, []
+def stalling_chunk_file(*args, **kwargs):
+    if calls:
+        open(flag, "w").close()
+        time.sleep(600)
+    calls.append(args)
+    return real_chunk_file(*args, **kwargs)
+corpus.chunk_file = stalling_chunk_file
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -151,6 +169,25 @@ def speech(tmp_path_factory):
     field = receptive_field(STACKS, LAYERS)
     corpus.preprocess(str(tmp / "wav"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
     return str(tmp / "data")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_preprocess_interrupted_keeps_the_previous_output(speech, tmp_path, signum):
+    out, flag = tmp_path / "data", str(tmp_path / "decoding")
+    shutil.copytree(speech, out)
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    run = start(["preprocess.py", "--data", os.path.join(os.path.dirname(speech), "wav"), "--output", str(out),
+                 "--rate", str(RATE), "--stacks_num", str(STACKS), "--layers_num", str(LAYERS),
+                 "--target_length", str(TARGET), "--workers", "1", flag],
+                prefix=("-c", STALLING_DECODE), start_new_session=True)
+    wait_for(lambda: os.path.exists(flag), run)
+    assert any(name.endswith(".tmp") for name in os.listdir(out)), "stopped while writing"
+    os.killpg(run.pid, signum)
+    _, stderr = run.communicate(timeout=120)
+    if signum == signal.SIGINT:
+        assert run.returncode == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
+        assert sorted(os.listdir(out)) == sorted(before), "no temporary file is left"
+    assert {name: (out / name).read_bytes() for name in before} == before
 
 
 def test_wavenet_killed_at_a_random_moment_resumes_bit_identical(speech, tmp_path):
