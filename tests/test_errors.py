@@ -71,6 +71,9 @@ def world(tmp_path_factory):
     old["model"]["retired_layer.weight"] = torch.zeros(1)
     checkpoint.save(str(tmp / "old_layout"), old)
     paths["old_layout"] = str(tmp / "old_layout")
+    whole = open(paths["pix_model"], "rb").read()
+    (tmp / "torn").write_bytes(whole[:len(whole) // 2])  # what a copy cut short leaves
+    paths["torn"] = str(tmp / "torn")
     # a trainer snapshot taken inside an epoch (5 of 23 batches done)
     mid = checkpoint.load(checkpoint.resolve(paths["pix"], "snapshot_iter_"))
     mid["state"].update(iteration=5, epoch=0, batch_in_epoch=5)
@@ -132,7 +135,8 @@ CASES = [
     ("infer-model-required", "infer.py", [], "the following arguments are required: --model/-m", False),
     ("infer-model-missing", "infer.py", ["-m", "{tmp}/missing"], "not found", False),
     ("infer-not-snapshot", "infer.py", ["-m", "{file}"], "is not a readable snapshot", False),
-    ("infer-wavenet-snapshot", "infer.py", ["-m", "{wn_model}"], "WaveNet snapshot, not a GatedPixelCNN one; use infer_wavenet.py", False),
+    ("infer-torn-snapshot", "infer.py", ["-m", "{torn}"], "is not a readable snapshot (not a complete PyTorch zip file)", False),
+    ("infer-wavenet-snapshot", "infer.py", ["-m", "{wn_model}"], "{wn_model} is a WaveNet snapshot, not a GatedPixelCNN one; use infer_wavenet.py", False),
     ("infer-wavenet-folder", "infer.py", ["-m", "{wn}"], "holds no pixelcnn_<N> snapshot", False),
     ("infer-old-layout", "infer.py", ["-m", "{old_layout}"], "weights do not fit this version's GatedPixelCNN", False),
     ("infer-contradicts-arch", "infer.py", ["-m", "{pix}", "-d", "16"], "--hidden_dim 16 contradicts", False),
@@ -147,10 +151,11 @@ CASES = [
     ("infer-gpu-absent", "infer.py", ["-m", "{pix}", "--gpu", "99"], "--gpu 99:", False),
     # infer_wavenet.py
     ("winfer-model-required", "infer_wavenet.py", [], "the following arguments are required: --model/-m", False),
-    ("winfer-pixelcnn-snapshot", "infer_wavenet.py", ["-m", "{pix_model}"], "use infer.py", True),
+    ("winfer-pixelcnn-snapshot", "infer_wavenet.py", ["-m", "{pix_model}"], "{pix_model} is a GatedPixelCNN snapshot, not a WaveNet one; use infer.py", True),
     ("winfer-not-snapshot", "infer_wavenet.py", ["-m", "{file}"], "is not a readable snapshot", False),
     ("winfer-contradicts-arch", "infer_wavenet.py", ["-m", "{wn}", "--layers_num", "3"], "--layers_num 3 contradicts", False),
     ("winfer-contradicts-rate", "infer_wavenet.py", ["-m", "{wn}", "--rate", "16000"], "--rate 16000 contradicts", False),
+    ("winfer-contradicts-levels", "infer_wavenet.py", ["-m", "{wn}", "--levels", "16"], "--levels 16 contradicts", False),
     ("winfer-label-unknown", "infer_wavenet.py", ["-m", "{wn}", "--label", "5"], "--label 5 is not a speaker of this model: use 0..1 or one of p225, p226", False),
     ("winfer-label-name", "infer_wavenet.py", ["-m", "{wn}", "--label", "p999"], "--label p999 is not a speaker", False),
     ("winfer-count-0", "infer_wavenet.py", ["-m", "{wn}", "--count", "0"], "--count/-c: must be a positive", False),

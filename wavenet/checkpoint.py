@@ -11,6 +11,7 @@ A snapshot is a dict of tensors and plain Python values:
 import os
 import re
 import tempfile
+import zipfile
 
 import torch
 
@@ -73,6 +74,9 @@ def load(path, map_location="cpu"):
     """Read a snapshot with weights_only=True (no code from the file runs); UserError if it is not one."""
     if not os.path.isfile(path):
         raise UserError(f"snapshot {path!r} not found: pass the path of a file written by training")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a torn copy has lost its directory
+        raise UserError(f"{path!r} is not a readable snapshot (not a complete PyTorch zip file); "
+                        "pass a file written by train.py or train_wavenet.py")
     try:
         snapshot = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a corrupt or foreign file can fail anywhere inside the unpickler
@@ -100,7 +104,7 @@ def build_model(snapshot, expected_type, source="the snapshot"):
     """Rebuild the model of `snapshot` from its config alone and load its weights (source: named in errors)."""
     model_type = snapshot["model_type"]
     if model_type != expected_type:
-        raise UserError(f"this is a {model_type} snapshot, not a {expected_type} one; "
+        raise UserError(f"{source} is a {model_type} snapshot, not a {expected_type} one; "
                         f"use {SCRIPT_FOR[model_type]} for it")
     try:
         model = MODEL_TYPES[model_type](**snapshot["config"])
