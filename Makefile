@@ -19,7 +19,8 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.installed
-	$(PY) bench/sampling.py
+	$(PY) bench/sampling_pixelcnn.py
+	$(PY) bench/sampling_wavenet.py
 	$(PY) bench/training.py
 
 clean:

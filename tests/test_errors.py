@@ -95,8 +95,8 @@ CASES = [
     # preprocess.py
     ("pre-data-missing", "preprocess.py", ["--data", "{tmp}/missing", *PRE], "data folder '{tmp}/missing' not found", True),
     ("pre-no-audio", "preprocess.py", ["--data", "{empty}", *PRE], "holds no .wav or .flac files", False),
-    ("pre-not-audio", "preprocess.py", ["--data", "{notaudio}", *PRE], "1 unreadable", False),
-    ("pre-truncated", "preprocess.py", ["--data", "{truncated}", *PRE], "1 unreadable", False),
+    ("pre-not-audio", "preprocess.py", ["--data", "{notaudio}", *PRE], "could be read as audio", False),
+    ("pre-truncated", "preprocess.py", ["--data", "{truncated}", *PRE], "could be read as audio", False),
     ("pre-all-too-short", "preprocess.py", ["--data", "{short}", *PRE], "1 are shorter than one chunk", False),
     ("pre-rate-0", "preprocess.py", ["--data", "{tones}", *PRE, "--rate", "0"], "--rate: must be a positive", False),
     ("pre-rate-negative", "preprocess.py", ["--data", "{tones}", *PRE, "--rate", "-8000"], "--rate: must be a positive", False),

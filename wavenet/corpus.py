@@ -107,7 +107,7 @@ def find_audio(data):
     if not os.path.isdir(data):
         raise UserError(f"data folder {data!r} not found; pass the folder holding the .wav/.flac files")
     found = [os.path.join(root, name)
-             for root, _, names in os.walk(data) for name in names
+             for root, _, names in os.walk(data, followlinks=True) for name in names
              if name.lower().endswith(AUDIO_EXTENSIONS)]
     if not found:
         raise UserError(f"data folder {data!r} holds no .wav or .flac files (searched all subfolders)")
@@ -165,6 +165,10 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
         os.makedirs(output, exist_ok=True)
     except OSError as e:
         raise UserError(f"output folder {output!r}: cannot create it ({e.strerror})") from None
+    # the meta file marks a complete folder: remove it first, so a run killed before writing the new
+    # one leaves a folder that reads as unfinished rather than new codes beside old meta
+    if os.path.exists(os.path.join(output, META_FILE)):
+        os.remove(os.path.join(output, META_FILE))
     base = data if os.path.isdir(data) else os.path.dirname(data)
     summary = PreprocessSummary(files_found=len(files), rate=rate, chunk_length=chunk_length)
     file_speakers = []  # (speaker name, chunks) per file that gave chunks, in file order
@@ -217,6 +221,11 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
 def nothing_usable(data, summary):
     """The UserError message when no file gave a chunk."""
     seconds = summary.chunk_length / summary.rate
+    if not summary.too_short:
+        names = ", ".join(name for name, _ in summary.unreadable[:SHOW_UNREADABLE])
+        more = ", ..." if len(summary.unreadable) > SHOW_UNREADABLE else ""
+        return (f"no chunk from {data!r}: none of its {summary.files_found} files could be read as audio "
+                f"({names}{more}); replace them or convert them to .wav or .flac")
     return (f"no chunk from {data!r}: of {summary.files_found} files, {len(summary.too_short)} are shorter "
             f"than one chunk ({summary.chunk_length:,} samples = {seconds:.2f} s at {summary.rate:,} Hz) "
             f"and {len(summary.unreadable)} unreadable; pass longer files or lower --target_length, "

@@ -272,11 +272,13 @@ class Trainer:
 
     def fit(self):
         """Train until --epoch epochs are done; returns the history of per-epoch records."""
-        previous_handler = signal.signal(signal.SIGINT, self.on_sigint)
+        # Ctrl-C, and SIGTERM from a scheduler pre-empting the job, both end with a snapshot
+        previous = {sig: signal.signal(sig, self.on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.loop()
         finally:
-            signal.signal(signal.SIGINT, previous_handler)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             if self.owns_group:
                 dist.destroy_process_group()
         return self.state.history
