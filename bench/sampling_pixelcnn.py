@@ -70,12 +70,16 @@ def cpu_model():
 
 
 def timed_sampling(model, images, args, label, method, stop_after=None):
-    """(samples, wall seconds) for one sample_images call with a fresh generator of args.seed."""
+    """(samples, wall seconds, process CPU seconds) for one sample_images call, seeded with args.seed.
+
+    CPU seconds count every thread; next to wall seconds they show when other
+    processes were competing for the cores.
+    """
     generator = torch.Generator().manual_seed(args.seed)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     samples = sample_images(model, images, args.height, args.width, label, generator, method=method,
                             progress=False, stop_after=stop_after)
-    return samples, time.perf_counter() - start
+    return samples, time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def raster(samples):
@@ -97,10 +101,12 @@ def main():
     naive_steps = min(args.naive_steps, steps)
     load_before = os.getloadavg()[0]
 
-    cached, cached_s = timed_sampling(model, images, args, label, "cached")
+    cached, cached_s, cached_cpu = timed_sampling(model, images, args, label, "cached")
     cached_mb = peak_memory_mb()
-    naive, naive_part_s = timed_sampling(model, images, args, label, "naive", stop_after=naive_steps)
+    naive, naive_part_s, naive_part_cpu = timed_sampling(model, images, args, label, "naive",
+                                                         stop_after=naive_steps)
     naive_s = naive_part_s / naive_steps * steps
+    naive_cpu = naive_part_cpu / naive_steps * steps
     naive_mb = peak_memory_mb()
     same = torch.equal(raster(cached)[:, :naive_steps], raster(naive)[:, :naive_steps])
 
@@ -110,11 +116,11 @@ def main():
     print(f"cpu: {cpu_model()}; torch threads: {torch.get_num_threads()}; torch {torch.__version__}; "
           f"load average before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")
     naive_note = "measured" if naive_steps == steps else f"extrapolated from {naive_steps} of {steps} sub-pixels"
-    print(f"{'method':<8} {'images':>6} {'seconds':>10} {'sub-pixels/s':>13} {'vs naive':>9} "
+    print(f"{'method':<8} {'images':>6} {'seconds':>10} {'CPU s':>10} {'sub-pixels/s':>13} {'vs naive':>9} "
           f"{'peak MB':>8}  note")
-    print(f"{'naive':<8} {images:>6} {naive_s:>10.1f} {subpixels / naive_s:>13.1f} {1:>8.0f}x "
-          f"{naive_mb:>8.0f}  {naive_note}")
-    print(f"{'cached':<8} {images:>6} {cached_s:>10.1f} {subpixels / cached_s:>13.1f} "
+    print(f"{'naive':<8} {images:>6} {naive_s:>10.1f} {naive_cpu:>10.1f} {subpixels / naive_s:>13.1f} "
+          f"{1:>8.0f}x {naive_mb:>8.0f}  {naive_note}")
+    print(f"{'cached':<8} {images:>6} {cached_s:>10.1f} {cached_cpu:>10.1f} {subpixels / cached_s:>13.1f} "
           f"{naive_s / cached_s:>8.0f}x {cached_mb:>8.0f}  measured (peak before the naive run)")
     print(f"same draws on both paths for the first {naive_steps} sub-pixels of every image: {same}")
     if not args.quick:
