@@ -165,10 +165,6 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
         os.makedirs(output, exist_ok=True)
     except OSError as e:
         raise UserError(f"output folder {output!r}: cannot create it ({e.strerror})") from None
-    # the meta file marks a complete folder: remove it first, so a run killed before writing the new
-    # one leaves a folder that reads as unfinished rather than new codes beside old meta
-    if os.path.exists(os.path.join(output, META_FILE)):
-        os.remove(os.path.join(output, META_FILE))
     base = data if os.path.isdir(data) else os.path.dirname(data)
     summary = PreprocessSummary(files_found=len(files), rate=rate, chunk_length=chunk_length)
     file_speakers = []  # (speaker name, chunks) per file that gave chunks, in file order
