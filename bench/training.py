@@ -77,7 +77,7 @@ class NaivePixelCNN(nn.Module):
         return self.head2(F.relu(self.head1(F.relu(h)))).view(B, self.levels, C, H, W)
 
 
-def pixelcnn_step(naive, size):
+def pixelcnn_step(naive, size, amp):
     hidden, blocks, levels, batch, hw = size
     torch.manual_seed(0)
     cls = NaivePixelCNN if naive else GatedPixelCNN
@@ -87,14 +87,16 @@ def pixelcnn_step(naive, size):
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
     def step():
-        loss = F.cross_entropy(model(q.float() / (levels - 1), label), q)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits = model(q.float() / (levels - 1), label)
+        loss = F.cross_entropy(logits.float(), q)
         opt.zero_grad()
         loss.backward()
         opt.step()
     return step, batch
 
 
-def wavenet_step(naive, size):
+def wavenet_step(naive, size, amp):
     hidden, stacks, layers, batch, scored = size
     torch.manual_seed(0)
     model = WaveNet(256, hidden, hidden, stacks, layers)
@@ -102,20 +104,21 @@ def wavenet_step(naive, size):
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
     def step():
-        if naive:  # the original: one-hot floats in, all positions out, the first R masked away
-            logits = model(F.one_hot(codes, 256).permute(0, 2, 1).float())[..., -scored:]
-        else:
-            logits = model(codes, output_length=scored)
-        loss = F.cross_entropy(logits, codes[:, -scored:])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            if naive:  # the original: one-hot floats in, all positions out, the first R masked away
+                logits = model(F.one_hot(codes, 256).permute(0, 2, 1).float())[..., -scored:]
+            else:
+                logits = model(codes, output_length=scored)
+        loss = F.cross_entropy(logits.float(), codes[:, -scored:])
         opt.zero_grad()
         loss.backward()
         opt.step()
     return step, batch * scored
 
 
-def measure(kind, naive, size, seconds, threads, queue):
+def measure(kind, naive, amp, size, seconds, threads, queue):
     torch.set_num_threads(threads)
-    step, items = (pixelcnn_step if kind == "pixelcnn" else wavenet_step)(naive, size)
+    step, items = (pixelcnn_step if kind == "pixelcnn" else wavenet_step)(naive, size, amp)
     step()  # warm-up
     steps, start = 0, time.perf_counter()
     while steps < 2 or time.perf_counter() - start < seconds:
@@ -125,10 +128,10 @@ def measure(kind, naive, size, seconds, threads, queue):
     queue.put((rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20))
 
 
-def run(kind, naive, size, seconds, threads):
+def run(kind, naive, amp, size, seconds, threads):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    p = ctx.Process(target=measure, args=(kind, naive, size, seconds, threads, queue))
+    p = ctx.Process(target=measure, args=(kind, naive, amp, size, seconds, threads, queue))
     p.start()
     result = queue.get()
     p.join()
@@ -158,9 +161,10 @@ def main():
           f"{args.threads} threads{' (quick)' if args.quick else ''}")
     print(f"{'model':<9} {'method':<16} {'throughput':>12} {'unit':<17} {'vs naive':>8} {'peak RSS':>9}")
     for kind, (size, unit) in cases.items():
-        naive = run(kind, True, size, seconds, args.threads)
-        ours = run(kind, False, size, seconds, args.threads)
-        for name, (rate, rss) in (("naive (original)", naive), ("this project", ours)):
+        naive = run(kind, True, False, size, seconds, args.threads)
+        ours = run(kind, False, False, size, seconds, args.threads)
+        amp = run(kind, False, True, size, seconds, args.threads)
+        for name, (rate, rss) in (("naive (original)", naive), ("this project", ours), ("this, --amp", amp)):
             print(f"{kind:<9} {name:<16} {rate:>12,.1f} {unit:<17} {rate / naive[0]:>7.2f}x {rss:>7.2f}GB")
 
 
