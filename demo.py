@@ -42,7 +42,7 @@ def main():
 
     pixelcnn = os.path.join(out, "pixelcnn")
     run("train.py", "--dataset", "digits", "--levels", "4", "-d", "32", "-n", "4", "--out_hidden_dim", "32",
-        "-b", "32", "-e", "5", "-o", pixelcnn)
+        "-b", "32", "-e", "20", "-o", pixelcnn)
     grid = os.path.join(out, "pixelcnn_samples.png")
     run("infer.py", "-m", pixelcnn, "-c", "10", "-o", grid)
 
@@ -52,7 +52,7 @@ def main():
     run("preprocess.py", "--data", tones, "--output", data, "--rate", TONE_RATE, *arch,
         "--target_length", "256", "--workers", "2")
     run("train_wavenet.py", "-d", data, *arch, "--hidden_dim", "16", "--out_hidden_dim", "16",
-        "-b", "8", "-e", "10", "-o", wavenet)
+        "-b", "8", "-e", "40", "--learning_rate", "0.003", "-o", wavenet)
     audio = os.path.join(out, "wavenet_samples")
     run("infer_wavenet.py", "-m", wavenet, "-c", "2", "--length", TONE_RATE, "-o", audio, "--plot")
 

@@ -1,7 +1,12 @@
 import os
 import sys
 
-import pytest
+# One thread per process: tests start subprocesses (torchrun ranks, scripts) beside the pytest
+# process, and OpenMP threads that wait for a descheduled sibling make tiny models ~100x slower on
+# a 2-core machine. Set before torch is imported, so subprocesses inherit it too.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

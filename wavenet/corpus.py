@@ -119,25 +119,28 @@ def speaker_of(path):
     return os.path.basename(os.path.dirname(os.path.abspath(path)))
 
 
-def chunk_file(path, rate, chunk_length, levels):
+def chunk_file(path, rate, chunk_length, levels, lead_in=0):
     """Load, mu-law encode and cut one file into non-overlapping chunks (the shorter tail is dropped).
 
-    Runs in worker processes, so an unreadable file comes back as a problem instead of an exception.
+    lead_in silence samples go before the recording, so that the first chunk teaches the model
+    to start from silence, as generation from scratch does. Runs in worker processes, so an
+    unreadable file comes back as a problem instead of an exception.
     """
     try:
         samples = load_audio(path, rate)
     except AudioError as e:
         return FileChunks(None, 0.0, str(e))
-    n = len(samples) // chunk_length
+    n = (lead_in + len(samples)) // chunk_length
     if n == 0:
         return FileChunks(None, len(samples) / rate, TOO_SHORT)
-    codes = mu_law_encode(samples[:n * chunk_length], levels).astype(np.uint8)
-    return FileChunks(codes.reshape(n, chunk_length), len(samples) / rate, None)
+    codes = mu_law_encode(np.concatenate([np.zeros(lead_in, samples.dtype), samples]), levels)
+    return FileChunks(codes[:n * chunk_length].astype(np.uint8).reshape(n, chunk_length),
+                      len(samples) / rate, None)
 
 
-def decode_files(paths, rate, chunk_length, levels, workers):
+def decode_files(paths, rate, chunk_length, levels, workers, lead_in=0):
     """Yield (path, chunk_file's FileChunks) for each path, in order, from `workers` processes (1: this one)."""
-    work = partial(chunk_file, rate=rate, chunk_length=chunk_length, levels=levels)
+    work = partial(chunk_file, rate=rate, chunk_length=chunk_length, levels=levels, lead_in=lead_in)
     if workers == 1:
         yield from zip(paths, map(work, paths))
         return
@@ -152,8 +155,8 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
     """Turn the audio under `data` into chunks of `chunk_length` mu-law codes in folder `output`.
 
     chunk_length: receptive field + target length, computed by the caller. workers: processes decoding
-    files (1 runs in this process). flush_every: chunks buffered between writes. receptive_field is
-    only recorded in the meta file. Returns a PreprocessSummary; raises UserError if nothing is usable.
+    files (1 runs in this process). flush_every: chunks buffered between writes. receptive_field:
+    recorded in the meta file, and that much silence leads each file in. Returns a PreprocessSummary; raises UserError if nothing is usable.
     """
     if not 2 <= levels <= MAX_LEVELS:
         raise UserError(f"levels {levels}: codes are stored in one byte, pass 2..{MAX_LEVELS}")
@@ -177,7 +180,8 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
         data_start = f.tell()
         pending, pending_rows = [], 0
         with tqdm(total=len(files), unit="file", desc="preprocess") as bar:
-            for path, result in decode_files(files, rate, chunk_length, levels, workers):
+            for path, result in decode_files(files, rate, chunk_length, levels, workers,
+                                             lead_in=receptive_field or 0):
                 bar.update()
                 summary.add(os.path.relpath(path, base), result)
                 if result.codes is None:
