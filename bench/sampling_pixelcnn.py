@@ -11,12 +11,13 @@ costs as much as a trained one.
 """
 import argparse
 import os
-import platform
 import resource
 import sys
 import time
 
 import torch
+
+from machine import cpu_model  # bench/machine.py, beside this script
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -58,15 +59,6 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed_sampling(model, images, args, label, method, stop_after=None):

@@ -13,12 +13,13 @@ jobs share the machine. A randomly initialised model costs as much as a trained 
 """
 import argparse
 import os
-import platform
 import sys
 import time
 
 import numba
 import torch
+
+from machine import cpu_model  # bench/machine.py, beside this script
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -53,15 +54,6 @@ def parse_args():
     return args
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(model, method, prime, steps, seed):

@@ -11,7 +11,6 @@ training pass: a one-hot float input and every output position computed, then ma
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import resource
 import sys
 import time
@@ -19,6 +18,8 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from machine import cpu_model  # bench/machine.py, beside this script
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from wavenet import GatedPixelCNN, WaveNet  # noqa: E402
@@ -138,12 +139,6 @@ def run(kind, naive, amp, size, seconds, threads):
     return result
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main():
@@ -157,7 +152,7 @@ def main():
         "pixelcnn": ((16, 2, 256, 4, 8) if args.quick else (128, 15, 256, 16, 28), "images/s"),
         "wavenet": ((8, 1, 4, 2, 64) if args.quick else (32, 5, 10, 8, 1600), "scored samples/s"),
     }
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} threads{' (quick)' if args.quick else ''}")
     print(f"{'model':<9} {'method':<16} {'throughput':>12} {'unit':<17} {'vs naive':>8} {'peak RSS':>9}")
     for kind, (size, unit) in cases.items():
