@@ -96,3 +96,22 @@ def test_pixelcnn_learns_digits(tmp_path):
     baseline = histogram_bits_per_dim(train_q, test_q, levels)
     assert val_bpd < 0.6 * math.log2(levels)
     assert val_bpd < 0.6 * baseline, (val_bpd, baseline)
+
+
+def test_resume_from_a_snapshot_after_the_last_batch_of_an_epoch(tmp_path, monkeypatch):
+    # a snapshot at an epoch's last iteration, killed before its evaluation: the resumed run finds no
+    # batch left in that epoch, evaluates it, and goes on exactly as a straight run
+    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
+    train.main(TINY + ["-e", "2", "-o", straight])
+    end_epoch = Trainer.end_epoch
+
+    def killed_before_evaluation(self, elapsed):
+        self.save_trainer_snapshot()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "end_epoch", killed_before_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(TINY + ["-e", "2", "-o", split])
+    monkeypatch.setattr(Trainer, "end_epoch", end_epoch)
+    train.main(TINY + ["-e", "2", "-o", split, "--resume", split])
+    assert_same_run(final_parameters(straight), final_parameters(split))

@@ -124,7 +124,8 @@ class EpochSampler(DistributedSampler):
         return itertools.islice(super().__iter__(), self.skip, None)
 
     def __len__(self):
-        return super().__len__() - self.skip
+        # a snapshot taken after an epoch's last batch, before its evaluation, skips the whole shard
+        return max(super().__len__() - self.skip, 0)
 
 
 def ignore_sigint(_worker_id):
