@@ -172,7 +172,7 @@ def test_two_process_step_equals_one_process_on_the_combined_batch(two_ranks, mo
     initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     single = one_step(trainer, [q, labels])
     for rank in range(2):
-        ranked = torch.load(two_ranks / f"rank{rank}.pt")
+        ranked = torch.load(two_ranks / f"rank{rank}.pt", weights_only=True)
         for name in ("grads", "weights"):
             for key, value in single[name].items():
                 torch.testing.assert_close(ranked[name][key], value, msg=f"rank {rank} {name} {key}")
