@@ -99,10 +99,15 @@ class GatedPixelCNN(nn.Module):
         """
         B, C, H, W = x.shape
         self.check_label(label, B)
-        v = h = 2 * x - 1  # centre the input; zero padding then reads as mid-grey
+        v = h = self.centre(x)
         for block in self.blocks:
             v, h = block(v, h, label)
         return self.logits(h)
+
+    @staticmethod
+    def centre(x):
+        """Map inputs from [0, 1] to [-1, 1]; the convolutions' zero padding then reads as mid-grey."""
+        return 2 * x - 1
 
     def logits(self, h):
         """Output head: horizontal stack (B, hidden, R, W) -> logits (B, levels, C, R, W)."""

@@ -144,11 +144,11 @@ def _cached_loop(model, x, label, choose, progress, stop_after):
                 if steps == stop_after:
                     return
                 # the pixel again for each channel: channel c's logits need channels < c
-                logits = stacks.pixel(j, 2 * x[:, :, i, j] - 1)  # (B, levels, C)
+                logits = stacks.pixel(j, model.centre(x[:, :, i, j]))  # (B, levels, C)
                 x[:, c, i, j] = choose(logits[:, :, c], (c, i, j))
                 steps += 1
-            stacks.finish_pixel(j, 2 * x[:, :, i, j] - 1)
-        stacks.finish_row(2 * x[:, :, i] - 1)
+            stacks.finish_pixel(j, model.centre(x[:, :, i, j]))
+        stacks.finish_row(model.centre(x[:, :, i]))
 
 
 class CachedStacks:
@@ -173,7 +173,7 @@ class CachedStacks:
     convolution over B positions, which oneDNN runs several times faster on the
     CPU than B images of one position. `pixel` converts at its entry and exit.
 
-    Inputs are centred (2*x - 1) before they enter, and the zero padding is of the
+    Inputs are centred (`GatedPixelCNN.centre`) before they enter, and the zero padding is of the
     centred signal, as in `GatedPixelCNN.forward`.
     """
 
