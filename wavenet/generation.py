@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .sampling import _inference, inverse_cdf_sample
+from .sampling import inference, inverse_cdf_sample
 
 try:
     from . import fast_wavenet
@@ -52,7 +52,7 @@ def generate(model, count, length, speaker=None, prime=None, temperature=1.0, ge
     model.check_speaker(speaker, count)
     session_type = _session_type(method, device)
     out = [torch.empty(count, 0, dtype=torch.long, device=device)]
-    with _inference(model), tqdm(total=length, disable=not progress, desc=f"sampling ({session_type.name})",
+    with inference(model), tqdm(total=length, disable=not progress, desc=f"sampling ({session_type.name})",
                                  unit="sample") as bar:
         session = session_type(model, prime, speaker)
         for start in range(0, length, session.steps_per_call):
@@ -73,7 +73,7 @@ def incremental_logits(model, codes, speaker=None, prime=None, method="auto"):
     prime = _as_prime(model, prime, B, device)
     speaker = None if speaker is None else speaker.to(device)
     model.check_speaker(speaker, B)
-    with _inference(model):
+    with inference(model):
         return _session_type(method, device)(model, prime, speaker).force(codes.to(device))
 
 

@@ -66,7 +66,7 @@ def sample_images(model, count, height, width, label=None, generator=None, metho
         return q.to(x.dtype) / (levels - 1)
 
     loop = _cached_loop if method == "cached" else _naive_loop
-    with _inference(model):
+    with inference(model):
         loop(model, x, label, draw, progress, stop_after)
     return samples
 
@@ -89,7 +89,7 @@ def cached_logits(model, x, label=None):
         out[:, :, c, i, j] = logits
         return x[:, c, i, j]
 
-    with _inference(model):
+    with inference(model):
         _cached_loop(model, image, label, teacher, progress=False, stop_after=None)
     return out
 
@@ -109,7 +109,7 @@ def inverse_cdf_sample(logits, generator=None):
 
 
 @contextlib.contextmanager
-def _inference(model):
+def inference(model):
     """no_grad and eval mode for the duration; the previous mode comes back afterwards."""
     was_training = model.training
     model.eval()

@@ -289,7 +289,6 @@ class Trainer:
 
     def loop(self):
         s, st = self.settings, self.state
-        snapshot_every = s.snapshot_every or 0
         if self.is_main:
             self.print_header()
         start = time.time() - st.elapsed
@@ -310,7 +309,7 @@ class Trainer:
                 if s.log_every and st.iteration % s.log_every == 0:
                     all_nll, all_items = self.all_sum(nll_sum, items)
                     self.record(extra={"train_bits_per_dim": all_nll / (all_items * self.task.dims * LN2)})
-                if snapshot_every and st.iteration % snapshot_every == 0:
+                if s.snapshot_every and st.iteration % s.snapshot_every == 0:
                     self.save_trainer_snapshot()
                 # Ctrl-C reaches the ranks at different steps: all stop at the first step any saw it
                 if self.any_rank(self.interrupted):
