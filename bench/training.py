@@ -4,6 +4,9 @@
     python bench/training.py --quick    # tiny sizes, seconds (keeps the script working in CI)
 
 Each method runs in its own process so that its peak memory (max RSS) is its own.
+The roofline columns count the FLOPs of one step (torch's FlopCounterMode: convolutions and matrix
+products, forward and backward) and divide the machine's matrix-multiply peak, measured in the same
+run for fp32 and for bf16, by them: no implementation of that step can run faster than this bound.
 Naive PixelCNN = the original's layout: full k x k masked convolutions in both stacks (the
 masks multiply zeros), the vertical stack shifted in every block. Naive WaveNet = the original's
 training pass: a one-hot float input and every output position computed, then masked.
@@ -18,6 +21,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from machine import cpu_model  # bench/machine.py, beside this script
 
@@ -121,12 +125,26 @@ def measure(kind, naive, amp, size, seconds, threads, queue):
     torch.set_num_threads(threads)
     step, items = (pixelcnn_step if kind == "pixelcnn" else wavenet_step)(naive, size, amp)
     step()  # warm-up
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops() / items
     steps, start = 0, time.perf_counter()
     while steps < 2 or time.perf_counter() - start < seconds:
         step()
         steps += 1
     rate = items * steps / (time.perf_counter() - start)
-    queue.put((rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20))
+    queue.put((rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, flops))
+
+
+def matmul_peak(dtype, seconds):
+    """FLOP/s of a large square-ish matrix product in `dtype` on this process's threads."""
+    a, b = torch.randn(4096, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
+    a @ b  # warm-up
+    steps, start = 0, time.perf_counter()
+    while steps < 3 or time.perf_counter() - start < seconds:
+        a @ b
+        steps += 1
+    return 2 * 4096 * 1024 * 1024 * steps / (time.perf_counter() - start)
 
 
 def run(kind, naive, amp, size, seconds, threads):
@@ -137,8 +155,6 @@ def run(kind, naive, amp, size, seconds, threads):
     result = queue.get()
     p.join()
     return result
-
-
 
 
 def main():
@@ -152,15 +168,22 @@ def main():
         "pixelcnn": ((16, 2, 256, 4, 8) if args.quick else (128, 15, 256, 16, 28), "images/s"),
         "wavenet": ((8, 1, 4, 2, 64) if args.quick else (32, 5, 10, 8, 1600), "scored samples/s"),
     }
+    torch.set_num_threads(args.threads)
+    peak = {amp: matmul_peak(torch.bfloat16 if amp else torch.float32, min(seconds, 2.0)) for amp in (False, True)}
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} threads{' (quick)' if args.quick else ''}")
-    print(f"{'model':<9} {'method':<16} {'throughput':>12} {'unit':<17} {'vs naive':>8} {'peak RSS':>9}")
+    print(f"matrix-multiply peak: {peak[False] / 1e9:,.0f} GFLOP/s fp32, {peak[True] / 1e9:,.0f} GFLOP/s bf16")
+    print(f"{'model':<9} {'method':<16} {'throughput':>12} {'unit':<17} {'vs naive':>8} {'peak RSS':>9} "
+          f"{'GFLOP/item':>10} {'roofline':>12} {'of roofline':>11}")
     for kind, (size, unit) in cases.items():
         naive = run(kind, True, False, size, seconds, args.threads)
         ours = run(kind, False, False, size, seconds, args.threads)
         amp = run(kind, False, True, size, seconds, args.threads)
-        for name, (rate, rss) in (("naive (original)", naive), ("this project", ours), ("this, --amp", amp)):
-            print(f"{kind:<9} {name:<16} {rate:>12,.1f} {unit:<17} {rate / naive[0]:>7.2f}x {rss:>7.2f}GB")
+        for name, is_amp, (rate, rss, flops) in (("naive (original)", False, naive),
+                                                 ("this project", False, ours), ("this, --amp", True, amp)):
+            bound = peak[is_amp] / flops
+            print(f"{kind:<9} {name:<16} {rate:>12,.1f} {unit:<17} {rate / naive[0]:>7.2f}x {rss:>7.2f}GB "
+                  f"{flops / 1e9:>10.3g} {bound:>12,.1f} {rate / bound:>10.0%}")
 
 
 if __name__ == "__main__":

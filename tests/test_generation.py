@@ -1,8 +1,5 @@
 """WaveNet generation: the cached torch step and the compiled numba step against the full forward pass."""
 import copy
-import os
-import subprocess
-import sys
 
 import numba
 import pytest
@@ -14,7 +11,6 @@ from wavenet.models import WaveNet
 
 LEVELS = 16
 TOLERANCE = {"torch": 1e-5, "numba": 1e-4}  # numba runs in float32, the model here in float64
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -204,11 +200,3 @@ def test_cuda_torch_path_matches_cpu():
     a = generate(model, 3, 30, speaker.cuda(), generator=seeded(), method="torch", progress=False)
     b = generate(model.cpu(), 3, 30, speaker, generator=seeded(), method="torch", progress=False)
     assert torch.equal(a.cpu(), b)
-
-
-def test_benchmark_script_runs_quick():
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "sampling_wavenet.py"), "--quick"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    for method in ("naive", "torch", "numba"):
-        assert method in result.stdout

@@ -1,8 +1,4 @@
 """Cached PixelCNN sampling against the full forward pass and the original's naive loop."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -140,12 +136,3 @@ def test_cached_logits_on_cuda():
     samples = sample_images(model, 2, 4, 5, label, torch.Generator("cuda").manual_seed(0),
                             progress=False)
     assert samples.device.type == "cuda"
-
-
-def test_benchmark_script_runs_quick():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, os.path.join(root, "bench", "sampling_pixelcnn.py"), "--quick"],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "same draws on both paths for the first 192 sub-pixels of every image: True" in result.stdout
-    assert result.stdout.count("measured") >= 2
