@@ -24,15 +24,21 @@ def run(*args):
     subprocess.run(command, check=True)
 
 
-def write_tones(folder, files=4, seconds=2.0):
-    """A few recordings of one speaker: a 500 Hz sine with small random phase and loudness changes."""
+def write_tones(folder, files=4, seconds=2.0, hz=TONE_HZ):
+    """Recordings of one speaker: an `hz` sine at a random phase, with a little noise.
+
+    Its loudness swells and fades between 0.4 and 0.8 once a second, so every recording covers
+    the same loudnesses and a held-out one tests what the model learnt, not what it memorised.
+    """
     speaker = os.path.join(folder, "tone")
     os.makedirs(speaker, exist_ok=True)
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * TONE_RATE)) / TONE_RATE
     for i in range(files):
-        wave = rng.uniform(0.4, 0.8) * np.sin(2 * np.pi * TONE_HZ * t + rng.uniform(0, 2 * np.pi))
-        write_wav(os.path.join(speaker, f"tone_{i:03d}.wav"), wave, TONE_RATE)
+        loudness = 0.6 + 0.2 * np.sin(2 * np.pi * t + rng.uniform(0, 2 * np.pi))
+        wave = loudness * np.sin(2 * np.pi * hz * t + rng.uniform(0, 2 * np.pi))
+        write_wav(os.path.join(speaker, f"tone_{i:03d}.wav"), wave + 0.02 * rng.standard_normal(len(t)),
+                  TONE_RATE)
 
 
 def main():

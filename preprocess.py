@@ -39,7 +39,8 @@ def main(argv=None):
                                 workers=args.workers, flush_every=args.flush_every, levels=args.levels,
                                 receptive_field=field)
     print(summary.format_summary())
-    print(f"saved in {args.output}: {corpus.CODES_FILE}, {corpus.SPEAKERS_FILE}, {corpus.META_FILE}")
+    print(f"saved in {args.output}: {corpus.CODES_FILE}, {corpus.SPEAKERS_FILE}, {corpus.RECORDINGS_FILE}, "
+          f"{corpus.META_FILE}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ def parse_args(argv=None):
     parser.add_argument("--levels", type=cli.positive_int, default=256,
                         help="Level number to quantisize values (must match the data)")
     parser.add_argument("--val_fraction", type=float, default=0.05,
-                        help="Fraction of the chunks held out for validation")
+                        help="Fraction of the recordings held out for validation (of the windows, "
+                             "if there is only one recording)")
     return parser.parse_args(argv)
 
 
@@ -41,7 +42,7 @@ def main(argv=None):
         raise UserError(f"{args.data!r} was preprocessed for a receptive field of {chunks.receptive_field} "
                         f"samples (chunks of {chunks.chunk_length}), this model needs {R}; rerun "
                         f"preprocess.py with --stacks_num {args.stacks_num} --layers_num {args.layers_num}")
-    train_set, val_set = train_val_split(chunks, args.val_fraction, args.seed)
+    train_set, val_set = train_val_split(chunks, args.val_fraction, args.seed, groups=chunks.recording)
     task = Task(name="wavenet", loss=wavenet_nll(scored, conditioned=model.num_speakers > 0), dims=1,
                 meta={"rate": chunks.rate, "levels": args.levels, "speakers": chunks.speakers,
                       "receptive_field": R, "target_length": scored})

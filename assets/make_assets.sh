@@ -29,23 +29,15 @@ done
 "$PY" train.py --dataset mnist --data_dir ../shared/data --levels 256 -d 16 -n 4 --out_hidden_dim 32 -b 64 -e 1 -o "$R/mnist256"
 "$PY" infer.py -m "$R/mnist256" -c 10 --seed 0 -o assets/mnist_levels256.png
 
-# ---- 3. WaveNet on a 440 Hz tone (4 clips of 2 s at 8 kHz, random loudness and phase), with --stats
-"$PY" - "$R/tones/tone" <<'PY'
-import os, sys
-import numpy as np
-import soundfile as sf
-folder = sys.argv[1]; os.makedirs(folder, exist_ok=True)
-rng = np.random.default_rng(0); rate = 8000; t = np.arange(2 * rate) / rate
-for i in range(4):  # 4 clips of 2 s: a 440 Hz sine, random loudness and phase
-    wave = rng.uniform(0.4, 0.8) * np.sin(2 * np.pi * 440 * t + rng.uniform(0, 2 * np.pi))
-    sf.write(os.path.join(folder, f"tone_{i}.wav"), wave, rate, subtype="PCM_16")
-PY
+# ---- 3. WaveNet on a 440 Hz tone (4 clips of 2 s at 8 kHz written by demo.py: loudness swelling
+# between 0.4 and 0.8 once a second, random phase, a little noise), with --stats
+"$PY" -c 'import sys; from demo import write_tones; write_tones(sys.argv[1], files=4, seconds=2.0, hz=440)' "$R/tones"
 "$PY" preprocess.py --data "$R/tones" --output "$R/tones_data" --rate 8000 --stacks_num 1 --layers_num 6 --target_length 256 --workers 1
 "$PY" train_wavenet.py -d "$R/tones_data" --stacks_num 1 --layers_num 6 --hidden_dim 16 --out_hidden_dim 16 -b 8 -e 60 --learning_rate 0.003 --stats --log_every 20 -o "$R/tone"
 # from silence, temperature 1 (the default)
 "$PY" infer_wavenet.py -m "$R/tone" -c 1 --length 8000 --seed 0 --plot -o "$R/tone_samples"
 # continuing one of the training clips, temperature 0 (likeliest code at every step)
-"$PY" infer_wavenet.py -m "$R/tone" -c 1 --length 8000 --seed 0 --temperature 0 --prime "$R/tones/tone/tone_0.wav" --plot -o "$R/tone_primed"
+"$PY" infer_wavenet.py -m "$R/tone" -c 1 --length 8000 --seed 0 --temperature 0 --prime "$R/tones/tone/tone_000.wav" --plot -o "$R/tone_primed"
 cp "$R/tone_primed/sample_0.wav" assets/tone_440Hz_primed.wav
 shrink "$R/tone_primed/sample_0.png" assets/tone_440Hz_primed.png
 cp "$R/tone_samples/sample_0.wav" assets/tone_440Hz_from_silence.wav

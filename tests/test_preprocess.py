@@ -19,7 +19,7 @@ from wavenet.errors import UserError
 
 RATE = 8000
 CHUNK = 500
-FILES = ("vctk_codes.npy", "vctk_speakers.npy", "vctk_meta.json")
+FILES = ("vctk_codes.npy", "vctk_speakers.npy", "vctk_recordings.npy", "vctk_meta.json")
 
 
 def write_tone(path, seconds, rate=16000, freq=300.0, subtype="PCM_16"):
@@ -131,6 +131,58 @@ def test_split_is_deterministic_disjoint_and_never_empty(vctk, tmp_path):
     assert sorted(train.indices + val.indices) == list(range(len(ds))) and len(val) == 1
     train, val = train_val_split(torch.utils.data.Subset(ds, [0, 1]), 0.01)
     assert len(train) == len(val) == 1
+
+
+def test_windows_make_every_sample_a_target_once(vctk, tmp_path):
+    """With a receptive field R, windows start T = chunk - R apart within each recording."""
+    R, T = 300, CHUNK - 300
+    preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK, receptive_field=R)
+    ds = AudioChunks(str(tmp_path / "out"))
+    stored = ds.codes[:].reshape(-1)
+    first_chunk = 0
+    for recording, chunks in enumerate(ds.recording_chunks):
+        windows = np.flatnonzero(ds.recording == recording)
+        stream = stored[first_chunk * CHUNK:(first_chunk + chunks) * CHUNK]
+        assert len(windows) == (len(stream) - R) // T
+        for k, i in enumerate(windows):
+            codes, speaker = ds[i]
+            assert np.array_equal(codes.numpy(), stream[k * T:k * T + CHUNK])  # never past its recording
+            assert int(speaker) == ds.chunk_speakers[first_chunk]
+        targets = np.concatenate([ds[i][0][R:].numpy() for i in windows])
+        assert np.array_equal(targets, stream[R:R + len(windows) * T])    # each sample once, in order
+        first_chunk += chunks
+    # 1600 + R samples give 3 chunks, 6 windows; 560 + R: 1 and 1; 1040 + R: 2 and 3
+    assert ds.recording_chunks.tolist() == [3, 1, 2] and len(ds) == 6 + 1 + 3
+
+
+def test_folders_of_format_1_read_as_before(vctk, tmp_path):
+    """A folder of the previous format has no recording boundaries: its windows are its chunks."""
+    out = tmp_path / "out"
+    preprocess(str(vctk), str(out), RATE, CHUNK, receptive_field=120)
+    meta = json.loads((out / "vctk_meta.json").read_text())
+    (out / "vctk_meta.json").write_text(json.dumps({**meta, "format": 1}))
+    os.remove(out / "vctk_recordings.npy")
+    ds = AudioChunks(str(out))
+    assert len(ds) == 6 and ds.receptive_field == 120
+    assert np.array_equal(np.stack([ds[i][0].numpy() for i in range(6)]), ds.codes[:])
+    np.save(out / "vctk_recordings.npy", np.array([4, 4]))
+    (out / "vctk_meta.json").write_text(json.dumps({**meta, "recordings": 2}))
+    with pytest.raises(UserError, match="does not add up to the 6 chunks"):
+        AudioChunks(str(out))
+
+
+def test_validation_holds_out_whole_recordings(vctk, tmp_path):
+    write_tone(vctk / "wav48" / "p226" / "p226_002.wav", 0.2)
+    preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK, receptive_field=120)
+    ds = AudioChunks(str(tmp_path / "out"))
+    train, val = train_val_split(ds, 0.25, seed=0, groups=ds.recording)
+    assert sorted(train.indices + val.indices) == list(range(len(ds)))
+    assert not set(ds.recording[train.indices]) & set(ds.recording[val.indices])
+    assert len(set(ds.recording[val.indices])) == 1  # a quarter of 4 recordings
+    # one recording: its windows are split instead
+    one = torch.utils.data.Subset(ds, np.flatnonzero(ds.recording == 0).tolist())
+    train, val = train_val_split(one, 0.25, seed=0, groups=np.zeros(len(one)))
+    assert (len(one), len(train), len(val)) == (3, 2, 1)
 
 
 def test_pickled_dataset_maps_the_file_again(vctk, tmp_path):

@@ -8,8 +8,9 @@ import soundfile as sf
 import infer_wavenet
 import preprocess
 import train_wavenet
+from demo import TONE_HZ, write_tones
+from demo import TONE_RATE as RATE
 
-RATE, TONE_HZ = 8000, 500
 ARCH = ["--stacks_num", "1", "--layers_num", "5"]
 
 
@@ -20,13 +21,7 @@ def spectrum(samples, rate):
 
 
 def test_wavenet_learns_a_tone(tmp_path):
-    tones = tmp_path / "tones" / "speaker"
-    tones.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    t = np.arange(RATE) / RATE
-    for i in range(6):
-        wave = rng.uniform(0.5, 0.8) * np.sin(2 * np.pi * TONE_HZ * t + rng.uniform(0, 2 * np.pi))
-        sf.write(str(tones / f"tone_{i}.wav"), wave, RATE, subtype="PCM_16")
+    write_tones(str(tmp_path / "tones"), files=6, seconds=1.0)
     data, out, samples = (str(tmp_path / name) for name in ("data", "run", "samples"))
     preprocess.main(["--data", str(tmp_path / "tones"), "--output", data, "--rate", str(RATE), *ARCH,
                      "--target_length", "128", "--workers", "1"])

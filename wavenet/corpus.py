@@ -1,14 +1,17 @@
 """Speech corpora for WaveNet: audio folders -> chunks of mu-law codes on disk -> a torch Dataset.
 
-A folder written by `preprocess` holds three files, each written atomically:
+A folder written by `preprocess` holds four files, each written atomically:
 
-    vctk_codes.npy     uint8 (N, chunk_length)  mu-law codes (see audio.mu_law_encode), one chunk per row;
-                                                np.load(..., mmap_mode="r") maps it without reading it
-    vctk_speakers.npy  int16 (N,)               speaker of each chunk, an index into meta["speakers"]
-    vctk_meta.json     {"format", "rate", "chunk_length", "levels", "speakers", "chunks", ...}
+    vctk_codes.npy       uint8 (N, chunk_length)  mu-law codes (see audio.mu_law_encode), one chunk per row,
+                                                  the chunks of a recording in order and back to back;
+                                                  np.load(..., mmap_mode="r") maps it without reading it
+    vctk_speakers.npy    int16 (N,)               speaker of each chunk, an index into meta["speakers"]
+    vctk_recordings.npy  int64 (F,)               chunks of each recording, in row order (sums to N)
+    vctk_meta.json       {"format", "rate", "chunk_length", "levels", "speakers", "chunks", ...}
 
-`AudioChunks` also reads the folders of the original Chainer preprocess.py: files `vctk_<worker>`
-holding arrays np.save'd one after another, of mu-law values scaled to [0, 1].
+`AudioChunks` also reads format 1 folders (no vctk_recordings.npy) and the folders of the original
+Chainer preprocess.py: files `vctk_<worker>` holding arrays np.save'd one after another, of mu-law
+values scaled to [0, 1]. There each chunk counts as a recording of its own.
 """
 import json
 import logging
@@ -27,10 +30,12 @@ from .audio import AUDIO_EXTENSIONS, AudioError, load_audio, mu_law_encode
 from .checkpoint import atomic_write
 from .errors import UserError
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)  # format 1 had no vctk_recordings.npy
 PREFIX = "vctk_"  # the original's hard-coded file prefix, kept so both formats share a folder layout
 CODES_FILE = PREFIX + "codes.npy"
 SPEAKERS_FILE = PREFIX + "speakers.npy"
+RECORDINGS_FILE = PREFIX + "recordings.npy"
 META_FILE = PREFIX + "meta.json"
 MAX_LEVELS = 256  # codes are stored as uint8
 TOO_SHORT = "shorter than one chunk"
@@ -208,8 +213,11 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
         raise UserError(f"{len(index)} speaker folders: at most {np.iinfo(np.int16).max} are supported")
     speaker_ids = np.concatenate([np.full(n, index[name], dtype=np.int16) for name, n in file_speakers])
     atomic_write(os.path.join(output, SPEAKERS_FILE), lambda f: np.save(f, speaker_ids))
+    recordings = np.array([n for _, n in file_speakers], dtype=np.int64)
+    atomic_write(os.path.join(output, RECORDINGS_FILE), lambda f: np.save(f, recordings))
     meta = {"format": FORMAT, "rate": rate, "chunk_length": chunk_length, "levels": levels,
             "receptive_field": receptive_field, "speakers": summary.speakers, "chunks": summary.chunks,
+            "recordings": len(recordings),
             "files_read": summary.files_read, "seconds": round(summary.seconds, 3),
             "too_short": summary.too_short, "unreadable": [name for name, _ in summary.unreadable]}
     # written last: a folder with a meta file is complete
@@ -233,10 +241,17 @@ def nothing_usable(data, summary):
 
 
 class AudioChunks(Dataset):
-    """The chunks of a preprocessed folder. Item i: (codes long (chunk_length,), speaker long scalar).
+    """Training windows of a preprocessed folder. Item i: (codes long (chunk_length,), speaker long scalar).
+
+    A window is chunk_length = receptive_field + target_length consecutive samples of one recording.
+    The windows of a recording start target_length apart, so every sample after its lead-in is a
+    target of exactly one window (the stored chunks, one after another, would leave the first
+    receptive field of each chunk unscored). Where the receptive field or the recordings are unknown
+    (format 1, the original's files), the windows are the stored chunks.
 
     Attributes: rate (Hz, None if unknown), chunk_length, levels, speakers (names, by index),
-    receptive_field (as recorded by preprocess, or None). New-format codes stay memory-mapped.
+    receptive_field (as recorded by preprocess, or None), recording (recording index of each
+    window). New-format codes stay memory-mapped.
     """
 
     def __init__(self, folder, levels=None):
@@ -250,6 +265,7 @@ class AudioChunks(Dataset):
             self._open_codes()
         else:
             self._load_legacy(levels or MAX_LEVELS)
+        self._index_windows()
         if levels is not None and levels != self.levels:
             raise UserError(f"{folder!r} holds codes of {self.levels} mu-law levels, not {levels}; pass "
                             f"--levels {self.levels} or rerun preprocess.py --levels {levels}")
@@ -261,16 +277,23 @@ class AudioChunks(Dataset):
                 meta = json.load(f)
         except (OSError, ValueError) as e:
             raise UserError(f"{path!r} is unreadable ({e}); rerun preprocess.py") from None
-        if meta.get("format") != FORMAT:
-            raise UserError(f"{path!r} has format {meta.get('format')}, this version reads format {FORMAT}; "
-                            "rerun preprocess.py")
+        if meta.get("format") not in READABLE_FORMATS:
+            raise UserError(f"{path!r} has format {meta.get('format')}, this version reads formats "
+                            f"{READABLE_FORMATS}; rerun preprocess.py")
         self.rate = meta["rate"]
         self.chunk_length = meta["chunk_length"]
         self.levels = meta["levels"]
         self.speakers = list(meta["speakers"])
         self.receptive_field = meta.get("receptive_field")
         self._chunks = meta["chunks"]
-        self.speaker_ids = self._load_array(SPEAKERS_FILE, (self._chunks,)).astype(np.int64)
+        self.chunk_speakers = self._load_array(SPEAKERS_FILE, (self._chunks,)).astype(np.int64)
+        if meta["format"] == 1:  # without recording boundaries, windows cannot overlap
+            self.recording_chunks = np.ones(self._chunks, dtype=np.int64)
+        else:
+            self.recording_chunks = self._load_array(RECORDINGS_FILE, (meta["recordings"],))
+            if self.recording_chunks.sum() != self._chunks or (self.recording_chunks <= 0).any():
+                raise UserError(f"{os.path.join(self.folder, RECORDINGS_FILE)!r} does not add up to the "
+                                f"{self._chunks} chunks of the meta file; rerun preprocess.py")
 
     def _load_array(self, name, shape, mmap_mode=None):
         """np.load a file of this folder; UserError unless it has `shape`."""
@@ -309,13 +332,30 @@ class AudioChunks(Dataset):
         self.rate = None
         self.speakers = ["unknown"]
         self.receptive_field = None
-        self.speaker_ids = np.zeros(len(self.codes), dtype=np.int64)
+        self.chunk_speakers = np.zeros(len(self.codes), dtype=np.int64)
+        self.recording_chunks = np.ones(len(self.codes), dtype=np.int64)
+
+    def _index_windows(self):
+        """Set the start of every window (a sample index into the codes read as one stream) and its recording."""
+        L = self.chunk_length
+        R = self.receptive_field
+        stride = L - R if R and R < L else L  # a recording of one chunk has one window either way
+        length = self.recording_chunks * L                                  # samples of each recording
+        windows = (length - L) // stride + 1                                # per recording
+        self.recording = np.repeat(np.arange(len(windows)), windows)        # (number of windows,)
+        first_window = np.cumsum(windows) - windows
+        k = np.arange(len(self.recording)) - first_window[self.recording]   # window k of its recording
+        self.starts = (np.cumsum(length) - length)[self.recording] + k * stride
+        self.speaker_ids = self.chunk_speakers[self.starts // L]
 
     def __len__(self):
-        return len(self.speaker_ids)
+        return len(self.starts)
 
     def __getitem__(self, i):
-        return torch.from_numpy(self.codes[i].astype(np.int64)), torch.tensor(self.speaker_ids[i])
+        row, offset = divmod(int(self.starts[i]), self.chunk_length)
+        # a window spans at most two chunks of its recording, which lie back to back
+        codes = self.codes[row:row + 2].reshape(-1)[offset:offset + self.chunk_length]
+        return torch.from_numpy(codes.astype(np.int64)), torch.tensor(self.speaker_ids[i])
 
     def __getstate__(self):
         # DataLoader workers started by spawn get a pickled copy: reopen the map, don't copy the data
@@ -371,10 +411,12 @@ def is_one_hot(array):
     return bool(np.isin(array, (0, 1)).all() and (array.sum(axis=1) == 1).all())
 
 
-def train_val_split(dataset, val_fraction=0.05, seed=0):
-    """Split into (train, validation) Subsets by a seeded shuffle; each gets at least one item.
+def train_val_split(dataset, val_fraction=0.05, seed=0, groups=None):
+    """Split into (train, validation) Subsets by a seeded shuffle of groups; each side gets at least one.
 
-    The same dataset, fraction and seed give the same split on every run and machine.
+    groups: the group of each item (such as its recording); a group goes wholly to one side, so
+    validation never scores a recording that training has seen. Without groups, or with a single
+    group, the items themselves are shuffled. The same arguments give the same split on every machine.
     """
     n = len(dataset)
     if not 0 < val_fraction < 1:
@@ -382,7 +424,11 @@ def train_val_split(dataset, val_fraction=0.05, seed=0):
     if n < 2:
         raise UserError(f"{n} chunk(s): a training and a validation split need at least 2; "
                         "preprocess more or longer audio")
-    n_val = min(max(round(n * val_fraction), 1), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    # sorted indices read the memory map in order within each split
-    return Subset(dataset, sorted(order[n_val:].tolist())), Subset(dataset, sorted(order[:n_val].tolist()))
+    if groups is None or len(np.unique(groups)) < 2:
+        groups = np.arange(n)
+    _, group_of = np.unique(groups, return_inverse=True)
+    n_groups = group_of.max() + 1
+    n_val = min(max(round(n_groups * val_fraction), 1), n_groups - 1)
+    is_val = np.isin(group_of, np.random.default_rng(seed).permutation(n_groups)[:n_val])
+    # ascending indices read the memory map in order within each split
+    return Subset(dataset, np.flatnonzero(~is_val).tolist()), Subset(dataset, np.flatnonzero(is_val).tolist())
