@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from wavenet import cli
 from wavenet.audio import write_wav
 
 TONE_HZ = 500
@@ -18,10 +19,26 @@ TONE_RATE = 8000
 
 
 def run(*args):
-    """Run one of the project's scripts with this Python, echoing the command."""
+    """Run one of the project's scripts with this Python, echoing the command.
+
+    A failing script has printed its own `error: ...` line: the demo adds one line saying it stopped
+    there and exits with the script's status. On Ctrl-C, which reaches the script too, it waits for the
+    script to stop on its own (a trainer snapshots first) and lets KeyboardInterrupt end the demo.
+    """
     command = [sys.executable, *map(str, args)]
     print("\n$ " + " ".join(command[1:]), flush=True)
-    subprocess.run(command, check=True)
+    child = subprocess.Popen(command)
+    try:
+        status = child.wait()
+    except KeyboardInterrupt:
+        child.wait()  # a second Ctrl-C interrupts this wait too and leaves the script to finish alone
+        raise
+    if status < 0:  # killed by a signal: report it and exit as a shell would, 128 + the signal number
+        print(f"demo stopped: {args[0]} was killed by signal {-status}", file=sys.stderr)
+        sys.exit(128 - status)
+    if status:
+        print(f"demo stopped: {args[0]} failed (exit {status})", file=sys.stderr)
+        sys.exit(status)
 
 
 def write_tones(folder, files=4, seconds=2.0, hz=TONE_HZ):
@@ -67,4 +84,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -2,10 +2,50 @@
 import argparse
 import json
 import os
+import re
 
 from wavenet import cli
 from wavenet.errors import UserError
-from wavenet.plots import plot_layer_stats
+from wavenet.plots import plot_layer_stats, recorded_parameters
+
+NAMES_SHOWN = 5  # recorded parameter names an error lists: enough to show the naming scheme
+
+
+def layer_pattern(text):
+    """--layers as a compiled regular expression; UserError with re's reason if it is not one."""
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise UserError(f"--layers {text!r} is not a valid regular expression ({e}); fix the pattern, "
+                        "or escape ( ) [ ] . * + ? with a backslash to match them literally") from None
+
+
+def check_prefix(prefix, given):
+    """UserError unless the folder of PNG prefix `prefix` exists and is writable (checked before drawing)."""
+    flag = f"--output {prefix!r}" + ("" if given else " (the default)")
+    folder = os.path.dirname(os.path.abspath(prefix))
+    if not os.path.isdir(folder):
+        what = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
+        raise UserError(f"{flag}: folder {folder!r} {what}; create the folder or pick another prefix")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{flag}: folder {folder!r} is not writable; pick a prefix in a folder you can write")
+    return flag
+
+
+def check_layers(history, path, pattern):
+    """UserError unless the log holds weight and gradient statistics of a parameter that --layers matches."""
+    recorded = recorded_parameters(history)
+    if not recorded:
+        raise UserError(f"{path!r} has no layer statistics; train with --stats")
+    if not recorded_parameters(history, "data", pattern):
+        shown = ", ".join(recorded[:NAMES_SHOWN]) + (f", ... ({len(recorded) - NAMES_SHOWN} more)"
+                                                     if len(recorded) > NAMES_SHOWN else "")
+        raise UserError(f"--layers {pattern.pattern!r} matched none of the {len(recorded)} recorded parameters "
+                        f"({shown}); pass a regex that matches part of one of these names, "
+                        "or leave out --layers for all")
+    if not recorded_parameters(history, "grad", pattern):
+        raise UserError(f"--layers {pattern.pattern!r}: {path!r} records no gradient for the parameters it "
+                        "matches (they got none); pick parameters that are trained")
 
 
 def main(argv=None):
@@ -16,6 +56,7 @@ def main(argv=None):
                              "<prefix>_grad.png")
     parser.add_argument("--layers", default="", help="Only parameters whose name matches this regex")
     args = parser.parse_args(argv)
+    pattern = layer_pattern(args.layers)
     path = os.path.join(args.log, "log.json") if os.path.isdir(args.log) else args.log
     try:
         with open(path) as f:
@@ -23,12 +64,15 @@ def main(argv=None):
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read {path!r} ({e}); pass the log.json of a training run") from None
     prefix = args.output or os.path.join(os.path.dirname(path), "stats")
+    flag = check_prefix(prefix, bool(args.output))
+    check_layers(history, path, pattern)
     for which in ("data", "grad"):
-        panels = plot_layer_stats(history, f"{prefix}_{which}.png", which, args.layers)
-        if panels == 0:
-            raise UserError(f"{path!r} has no layer statistics{' for ' + args.layers if args.layers else ''}; "
-                            "train with --stats")
-        print(f"wrote {prefix}_{which}.png ({panels} parameters)")
+        png = f"{prefix}_{which}.png"
+        try:
+            panels = plot_layer_stats(history, png, which, pattern)
+        except OSError as e:  # what the folder check cannot foresee: a full disk, a folder named like the PNG
+            raise UserError(f"{flag}: cannot write {png!r} ({e.strerror or e}); pick another prefix") from None
+        print(f"wrote {png} ({panels} parameters)")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,18 @@ def plot_audio(samples, rate, path):
     plt.close(fig)
 
 
+def recorded_parameters(history, which="data", pattern=""):
+    """Names of the parameters that the last --stats record of log.json holds `which` statistics for.
+
+    history: log.json records; which: "data" or "grad" (None for a parameter that got no gradient);
+    pattern: a regular expression (text or compiled) that the names must contain. In model order.
+    """
+    records = [r for r in history if r.get("stats")]
+    if not records:
+        return []
+    return [n for n, s in records[-1]["stats"].items() if s[which] and re.search(pattern, n)]
+
+
 def plot_layer_stats(history, path, which="data", pattern=""):
     """The original's percentile plot: per parameter, its 7 sigma percentiles against iteration.
 
@@ -48,9 +60,7 @@ def plot_layer_stats(history, path, which="data", pattern=""):
     pattern: a regular expression that parameter names must contain. Returns the number of panels.
     """
     records = [r for r in history if r.get("stats")]
-    if not records:
-        return 0
-    names = [n for n in records[-1]["stats"] if re.search(pattern, n) and records[-1]["stats"][n][which]]
+    names = recorded_parameters(history, which, pattern)
     if not names:
         return 0
     cols = min(4, len(names))
