@@ -20,6 +20,7 @@ import torch
 from conftest import ROOT
 
 from wavenet import checkpoint, corpus, receptive_field
+from wavenet.errors import UserError
 from wavenet.training import SNAPSHOT_PREFIX
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -266,3 +267,49 @@ def test_resume_with_a_smaller_learning_rate_uses_it(tmp_path):
         torch.set_num_threads(threads)
     group = checkpoint.load(checkpoint.resolve(out, SNAPSHOT_PREFIX))["optimizer"]["param_groups"][0]
     assert (group["lr"], group["weight_decay"]) == (1e-5, 0)
+
+
+def test_a_new_run_never_mixes_with_an_old_one_in_its_folder(tmp_path):
+    import train
+    out, other = str(tmp_path / "run"), str(tmp_path / "other")
+    tiny = PIXELCNN[1:PIXELCNN.index("-e")] + ["-e", "1"]
+    train.main(tiny + ["-o", out])
+    shutil.copytree(out, other)
+    before = {name: os.path.getmtime(os.path.join(out, name)) for name in os.listdir(out)}
+    with pytest.raises(UserError, match=f"already holds a training run .*pass --resume {out} to go on"):
+        train.main(tiny + ["--levels", "2", "-o", out])
+    with pytest.raises(UserError, match="holds another training run"):
+        train.main(tiny + ["-e", "2", "-r", other, "-o", out])
+    with pytest.raises(UserError, match="has already trained 1 epoch.*pass --epoch above 1"):
+        train.main(tiny + ["-r", out, "-o", out])
+    assert {name: os.path.getmtime(os.path.join(out, name)) for name in os.listdir(out)} == before
+    train.main(tiny + ["-e", "2", "-r", out, "-o", out])  # the same run goes on
+    assert checkpoint.load(checkpoint.resolve(out, SNAPSHOT_PREFIX))["state"]["epoch"] == 2
+
+
+def test_resume_refuses_data_that_changed(speech, tmp_path):
+    import train_wavenet
+    wav, out = str(tmp_path / "wav"), str(tmp_path / "run")
+    shutil.copytree(os.path.join(os.path.dirname(speech), "wav"), wav)
+    flags = WAVENET[1:WAVENET.index("-e")] + ["-d", speech, "-o", out]
+    train_wavenet.main(flags + ["-e", "1"])
+    # the same folder preprocessed again with one more recording
+    shutil.copy(os.path.join(wav, "p225", "0.wav"), os.path.join(wav, "p225", "4.wav"))
+    field = receptive_field(STACKS, LAYERS)
+    data = str(tmp_path / "data")
+    corpus.preprocess(wav, data, RATE, field + TARGET, receptive_field=field)
+    flags[flags.index(speech)] = data
+    with pytest.raises(UserError, match=r"was trained on \d+ training and \d+ validation items; this data gives"):
+        train_wavenet.main(flags + ["-e", "2", "-r", out])
+
+
+def test_a_folder_with_only_a_trainer_snapshot_names_it(tmp_path):
+    import infer
+    import train
+    out = str(tmp_path / "run")
+    train.main(PIXELCNN[1:PIXELCNN.index("-e")] + ["-e", "1", "-o", out])
+    for name in os.listdir(out):
+        if name.startswith("pixelcnn_"):
+            os.remove(os.path.join(out, name))
+    with pytest.raises(UserError, match=f"holds no pixelcnn_<N> snapshot.*trainer snapshot {out}/snapshot_iter_"):
+        infer.main(["-m", out, "-o", str(tmp_path / "x.png")])

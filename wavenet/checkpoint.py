@@ -19,6 +19,7 @@ from .errors import UserError
 from .models import GatedPixelCNN, WaveNet
 
 FORMAT = 1
+SNAPSHOT_PREFIX = "snapshot_iter_"  # trainer snapshots; model snapshots are <model name>_<N>
 MODEL_TYPES = {cls.__name__: cls for cls in (GatedPixelCNN, WaveNet)}
 # the script that owns each model type, named in errors when a snapshot goes to the other one
 SCRIPT_FOR = {"GatedPixelCNN": "infer.py", "WaveNet": "infer_wavenet.py"}
@@ -64,8 +65,34 @@ def resolve(path, prefix):
         return path
     found = newest(path, prefix)
     if found is None:
-        raise UserError(f"{path!r} holds no {prefix}<N> snapshot; pass a snapshot file or a training --out folder")
+        trainer = newest(path, SNAPSHOT_PREFIX)
+        hint = (f"; model snapshots appear when the validation nll improves at an epoch's end, but the "
+                f"trainer snapshot {trainer} holds the weights too: pass it" if trainer else
+                "; pass a snapshot file or a training --out folder")
+        raise UserError(f"{path!r} holds no {prefix}<N> snapshot{hint}")
     return found
+
+
+def check_out_folder(out, resume, model_prefix):
+    """UserError if folder `out` holds a training run other than the one `resume` continues.
+
+    A new run there would overwrite its log.json, delete its trainer snapshot and leave its model
+    snapshots beside the new ones, where `infer*.py -m out` would pick the newest of either run.
+    """
+    pattern = re.compile(rf"log\.json|({re.escape(SNAPSHOT_PREFIX)}|{re.escape(model_prefix)})\d+")
+    found = sorted(name for name in os.listdir(out) if pattern.fullmatch(name)) if os.path.isdir(out) else []
+    if not found:
+        return
+    if resume:
+        source = resolve(resume, SNAPSHOT_PREFIX)
+        if not os.path.isfile(source) or os.path.samefile(os.path.dirname(os.path.abspath(source)), out):
+            return  # the same run; a --resume that is missing is reported when it is loaded
+    names = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    if resume:
+        raise UserError(f"--out {out!r} holds another training run ({names}); resume into the folder of "
+                        "--resume itself, or pass an empty --out folder")
+    raise UserError(f"--out {out!r} already holds a training run ({names}); pass --resume {out} to go on "
+                    "with it, or an empty --out folder")
 
 
 def save(path, snapshot):

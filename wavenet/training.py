@@ -29,7 +29,7 @@ from .plots import plot_losses
 from .stats import layer_statistics
 
 LN2 = math.log(2.0)
-SNAPSHOT_PREFIX = "snapshot_iter_"
+SNAPSHOT_PREFIX = checkpoint.SNAPSHOT_PREFIX
 
 
 @dataclass
@@ -192,6 +192,9 @@ class Trainer:
         self.val_loader = DataLoader(val_set, sampler=ShardSampler(val_set, self.world_size, self.rank),
                                      **loading)
         self.interrupted = False
+        # sizes of the splits: a resumed run must see the same data (the epoch order depends on it)
+        self.data_sizes = {"train": len(train_set), "validation": len(val_set)}
+        checkpoint.check_out_folder(settings.out, settings.resume, f"{task.name}_")
         if settings.resume:
             self.resume(settings.resume)
 
@@ -200,7 +203,7 @@ class Trainer:
     def trainer_snapshot(self):
         snapshot = checkpoint.model_snapshot(self.model, self.task.meta)
         snapshot.update(optimizer=self.optimizer.state_dict(), state=asdict(self.state),
-                        rng=rng_states(), args=self.run_args)
+                        rng=rng_states(), args=self.run_args, data=self.data_sizes)
         return snapshot
 
     def save_trainer_snapshot(self):
@@ -250,7 +253,16 @@ class Trainer:
         self.optimizer.load_state_dict(snapshot["optimizer"])
         for group in self.optimizer.param_groups:  # the flags of this run win over the snapshot's
             group.update(lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay)
+        then = snapshot.get("data", self.data_sizes)  # snapshots of earlier versions did not record it
+        if then != self.data_sizes:
+            raise UserError(f"--resume {path!r} was trained on {then['train']} training and {then['validation']} "
+                            f"validation items; this data gives {self.data_sizes['train']} and "
+                            f"{self.data_sizes['validation']}: resume with the data it was trained on, or "
+                            "start a new --out folder")
         self.state = TrainState(**snapshot["state"])
+        if self.state.epoch >= self.settings.epoch:
+            raise UserError(f"--resume {path!r} has already trained {self.state.epoch} epoch(s); pass "
+                            f"--epoch above {self.state.epoch} to train further")
         if self.state.batch_in_epoch:  # the rest of the epoch is found from these two: they must not change
             for flag, now in (("batchsize", self.settings.batchsize), ("seed", self.settings.seed)):
                 then = snapshot.get("args", {}).get(flag, now)
