@@ -29,7 +29,8 @@ def parse_args(argv=None):
                         help="Number of images to generate (would be squared: so for 10 it would generate 100)")
     parser.add_argument("--height", type=cli.positive_int, help="Output image height (default: training height)")
     parser.add_argument("--width", type=cli.positive_int, help="Output image width (default: training width)")
-    parser.add_argument("--seed", type=int, default=0, help="Random seed: the same seed gives the same images")
+    parser.add_argument("--seed", type=cli.seed, default=0,
+                        help=f"Random seed, 0..{cli.SEED_MAX}: the same seed gives the same images")
     parser.add_argument("--method", choices=("cached", "naive"), default="cached",
                         help="cached: recompute only what each new sub-pixel changes; naive: the original's "
                              "full forward pass per sub-pixel (same images, much slower)")
@@ -38,7 +39,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.model = checkpoint.resolve(args.model, "pixelcnn_")
+    args.model = cli.resolve_model(args.model, "pixelcnn_")
     snapshot = checkpoint.load(args.model)
     model = checkpoint.build_model(snapshot, "GatedPixelCNN", args.model)
     checkpoint.check_flags(snapshot, {"hidden_dim": args.hidden_dim, "out_hidden_dim": args.out_hidden_dim,

@@ -29,9 +29,11 @@ def parse_args(argv=None):
     parser.add_argument("--count", "-c", type=cli.positive_int, default=10, help="Number of samples to generate")
     parser.add_argument("--rate", type=cli.positive_int, help="Samples rate (must match the snapshot)")
     parser.add_argument("--length", type=cli.positive_int, default=4096, help="Output sample length")
-    parser.add_argument("--seed", type=int, default=0, help="Random seed: the same seed gives the same audio")
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="Softmax temperature; below 1 is more conservative, 0 always picks the likeliest")
+    parser.add_argument("--seed", type=cli.seed, default=0,
+                        help=f"Random seed, 0..{cli.SEED_MAX}: the same seed gives the same audio")
+    parser.add_argument("--temperature", type=cli.temperature, default=1.0,
+                        help="Softmax temperature, a finite number >= 0; below 1 is more conservative, "
+                             "0 always picks the likeliest")
     parser.add_argument("--prime", help="Start every sample from this recording (wav/flac)")
     parser.add_argument("--method", choices=("auto", "numba", "torch", "naive"), default="auto",
                         help="auto: the fastest exact path here; naive: the original's full recomputation")
@@ -60,7 +62,7 @@ def speaker_index(label, speakers, model):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.model = checkpoint.resolve(args.model, "wavenet_")
+    args.model = cli.resolve_model(args.model, "wavenet_")
     snapshot = checkpoint.load(args.model)
     model = checkpoint.build_model(snapshot, "WaveNet", args.model)
     meta = snapshot["meta"]
@@ -72,8 +74,6 @@ def main(argv=None):
         raise UserError(f"{args.model!r} does not record its sample rate (data from the original "
                         "preprocess.py); pass --rate")
     speaker = speaker_index(args.label, meta.get("speakers"), model)
-    if args.temperature < 0:
-        raise UserError(f"--temperature {args.temperature}: pass 0 or a positive number")
     prime = None
     if args.prime:
         prime = torch.from_numpy(mu_law_encode(load_audio(args.prime, rate), model.levels)).long()
@@ -89,7 +89,8 @@ def main(argv=None):
         write_wav(path, audio, rate)
         if args.plot:
             plot_audio(audio, rate, path[:-4] + ".png")
-    print(f"wrote {args.count} samples of {args.length / rate:.2f} s at {rate} Hz to {args.output}/")
+    noun = "sample" if args.count == 1 else "samples"
+    print(f"wrote {args.count} {noun} of {args.length / rate:.2f} s at {rate} Hz to {args.output}/")
 
 
 if __name__ == "__main__":

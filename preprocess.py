@@ -29,7 +29,7 @@ def main(argv=None):
                         help="Predicted samples per chunk, after its receptive field")
     parser.add_argument("--flush_every", type=cli.positive_int, default=100,
                         help="Chunks buffered in memory between writes")
-    parser.add_argument("--levels", type=cli.positive_int, default=256,
+    parser.add_argument("--levels", type=cli.mu_law_levels, default=256,
                         help="Number of mu-law levels (2..256; one byte per sample)")
     args = parser.parse_args(argv)
 

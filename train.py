@@ -10,7 +10,7 @@ from wavenet.training import Task, Trainer, seed_everything
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="PixelCNN")
     cli.add_training_flags(parser, clip_flags=("--gradclip", "--clip"), clip_help="Bound for gradient hard "
-                       "clipping (L2 norm of all gradients); --clip is the same flag")
+                       "clipping (L2 norm of all gradients; 0: no clipping); --clip is the same flag")
     parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, default=128,
                         help="Number of hidden dimensions")
     parser.add_argument("--out_hidden_dim", type=cli.positive_int, default=16,

@@ -19,11 +19,11 @@ def parse_args(argv=None):
     parser.add_argument("--stacks_num", "-s", type=cli.positive_int, default=5, help="Number of stacks")
     parser.add_argument("--layers_num", "-l", type=cli.positive_int, default=10,
                         help="Number of layers per stack")
-    parser.add_argument("--levels", type=cli.positive_int, default=256,
+    parser.add_argument("--levels", type=cli.mu_law_levels, default=256,
                         help="Level number to quantisize values (must match the data)")
-    parser.add_argument("--val_fraction", type=float, default=0.05,
-                        help="Fraction of the recordings held out for validation (of the windows, "
-                             "if there is only one recording)")
+    parser.add_argument("--val_fraction", type=cli.fraction, default=0.05,
+                        help="Fraction of the recordings held out for validation, between 0 and 1 "
+                             "(of the windows, if there is only one recording)")
     return parser.parse_args(argv)
 
 

@@ -1,5 +1,6 @@
 """What every command-line script shares: flag checks, device choice, and one-line errors."""
 import argparse
+import math
 import os
 import sys
 
@@ -47,6 +48,66 @@ def positive_float(text):
     return value
 
 
+def non_negative_float(text):
+    """argparse type: a finite number >= 0 (nan and inf are refused)."""
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be zero or a positive finite number, got {text}")
+    return value
+
+
+def temperature(text):
+    """argparse type for --temperature: a finite number >= 0 (0: always the likeliest value).
+
+    Raises UserError, which cli.run prints as `error: --temperature ...`: the message users and the
+    Troubleshooting table already know.
+    """
+    try:
+        return non_negative_float(text)
+    except argparse.ArgumentTypeError:
+        raise UserError(f"--temperature {float(text)}: pass 0 or a positive finite number") from None
+
+
+def fraction(text):
+    """argparse type: a number strictly between 0 and 1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (both excluded), got {text}")
+    return value
+
+
+SEED_MAX = 2**32 - 1  # numpy's np.random.seed takes no more
+
+
+def seed(text):
+    """argparse type: a random seed, an integer 0 .. 2**32-1."""
+    value = int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_MAX}, got {text}")
+    return value
+
+
+def mu_law_levels(text):
+    """argparse type: a number of mu-law levels, 2..256 (each code is stored in one byte)."""
+    from .corpus import MAX_LEVELS
+    value = int(text)
+    if not 2 <= value <= MAX_LEVELS:
+        raise argparse.ArgumentTypeError(f"must be an integer from 2 to {MAX_LEVELS}, got {text}")
+    return value
+
+
+YES = ("1", "true", "yes", "on")
+NO = ("0", "false", "no", "off")
+
+
+def yes_no(text):
+    """argparse type: a yes/no word (1/0, true/false, yes/no, on/off, any case) -> bool."""
+    word = text.strip().lower()
+    if word in YES or word in NO:
+        return word in YES
+    raise argparse.ArgumentTypeError(f"must be one of {'/'.join(YES)} or {'/'.join(NO)}, got {text!r}")
+
+
 def select_device(gpu):
     """--gpu N: cuda:N for N >= 0, the CPU for a negative N; UserError if that GPU is absent.
 
@@ -66,6 +127,8 @@ def select_device(gpu):
 
 def writable_folder(path, flag):
     """Create folder `path` if needed; UserError naming `flag` if it cannot be written."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{flag} {path!r} is a file, not a folder; pick a folder (a new one is created)")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
@@ -76,7 +139,16 @@ def writable_folder(path, flag):
     return path
 
 
-def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradient clipping"):
+def resolve_model(path, prefix):
+    """--model as a snapshot path: for a folder its newest `<prefix><N>`, printed so the user sees which."""
+    from . import checkpoint
+    found = checkpoint.resolve(path, prefix)
+    if os.path.isdir(path):
+        print(f"using {found} (newest in {os.path.join(path, '')})")
+    return found
+
+
+def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradient clipping (0: no clipping)"):
     """The flags both trainers share, with the original's names, short forms and defaults."""
     parser.add_argument("--batchsize", "-b", type=positive_int, default=16,
                         help="Number of examples in each mini-batch (per process under torchrun)")
@@ -88,17 +160,21 @@ def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradie
     parser.add_argument("--resume", "-r", default="",
                         help="Resume the training from snapshot (a snapshot_iter_<N> file or its folder)")
     parser.add_argument("--out", "-o", default="result", help="Output directory")
-    parser.add_argument(*clip_flags, dest="clip", type=float, default=1.0, help=clip_help)
+    parser.add_argument(*clip_flags, dest="clip", type=non_negative_float, default=1.0, help=clip_help,
+                        metavar=clip_flags[0].lstrip("-").upper())  # not CLIP (the dest) for --gradclip
     parser.add_argument("--learning_rate", type=positive_float, default=1e-3, help="Learning rate (Adam)")
-    parser.add_argument("--weight_decay", type=float, default=1e-4,
+    parser.add_argument("--weight_decay", type=non_negative_float, default=1e-4,
                         help="Weight decay rate (L2 regularization)")
-    parser.add_argument("--stats", action="store_true",
-                        help="Collect layerwise statistics of weights and gradients into log.json")
+    # the original's train.py took a value (--stats STATS), its train_wavenet.py none: both work
+    parser.add_argument("--stats", nargs="?", const=True, default=False, type=yes_no,
+                        help="Collect layerwise statistics of weights and gradients into log.json "
+                             "(--stats alone or --stats 1/true/yes/on: on; --stats 0/false/no/off: off)")
     parser.add_argument("--snapshot_every", type=non_negative_int, default=0,
                         help="Iterations between trainer snapshots (0: once per epoch)")
     parser.add_argument("--log_every", type=non_negative_int, default=0,
                         help="Iterations between extra log records (0: once per epoch)")
-    parser.add_argument("--seed", type=int, default=0, help="Random seed (initialisation and data order)")
+    parser.add_argument("--seed", type=seed, default=0,
+                        help=f"Random seed, 0..{SEED_MAX} (initialisation and data order)")
     parser.add_argument("--workers", type=non_negative_int, default=0,
                         help="DataLoader worker processes (0: load in the main process)")
     parser.add_argument("--amp", action="store_true", help="Mixed precision: bfloat16 autocast")

@@ -13,6 +13,9 @@ MIN_TILE = 32  # smaller images (8x8 digits) are enlarged, nearest neighbour, to
 
 def check_output(path):
     """UserError unless `path` names an image file in an existing folder (checked before sampling)."""
+    if os.path.isdir(path):
+        raise UserError(f"--output {path!r} is a folder; pass a file name such as "
+                        f"{os.path.join(path, 'samples.png')!r}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserError(f"--output {path!r}: {folder!r} is not an existing folder; create it or pick another path")

@@ -1,0 +1,209 @@
+"""Flag values at and beyond their bounds: a bad one is one line naming the flag and what to pass (exit 2,
+no traceback); a good one reaches the run as the right value. Also what the scripts print about their
+flags: usage metavars, which snapshot a folder gave, and plurals."""
+import importlib
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import infer
+import infer_wavenet
+import train
+import train_wavenet
+from wavenet import checkpoint, cli, corpus, receptive_field
+
+RATE, STACKS, LAYERS, TARGET = 8000, 1, 4, 64
+TINY_PIXELCNN = ["--dataset", "digits", "-d", "8", "-n", "1", "--out_hidden_dim", "8", "--levels", "4",
+                 "-b", "128", "-e", "1"]
+TINY_WAVENET = ["--stacks_num", str(STACKS), "--layers_num", str(LAYERS), "--hidden_dim", "8",
+                "--out_hidden_dim", "8", "-b", "16", "-e", "1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: more threads only wait for each other on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """{name: path}: a regular file, and a tiny trained Gated PixelCNN and WaveNet (their --out folders)."""
+    tmp = tmp_path_factory.mktemp("flags")
+    (tmp / "file").write_text("a regular file, not a folder")
+    tone = tmp / "tones" / "p225" / "t0.wav"
+    tone.parent.mkdir(parents=True)
+    sf.write(str(tone), 0.3 * np.sin(2 * np.pi * 300 * np.arange(int(0.3 * RATE)) / RATE), RATE)
+    field = receptive_field(STACKS, LAYERS)
+    corpus.preprocess(str(tmp / "tones"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train.main(TINY_PIXELCNN + ["-o", str(tmp / "pix")])
+        train_wavenet.main(TINY_WAVENET + ["-d", str(tmp / "data"), "-o", str(tmp / "wn")])
+    finally:
+        torch.set_num_threads(threads)
+    return {"tmp": str(tmp), "file": str(tmp / "file"), "data": str(tmp / "data"),
+            "pix": str(tmp / "pix"), "wn": str(tmp / "wn")}
+
+
+# what each script runs on when a flag is accepted: tiny, into the fixture's folder, never ./result
+SAFE = {
+    "train.py": [*TINY_PIXELCNN, "-o", "{tmp}/scratch_pix"],
+    "train_wavenet.py": [*TINY_WAVENET, "-d", "{data}", "-o", "{tmp}/scratch_wn"],
+    "infer.py": ["-m", "{pix}", "-c", "1", "-o", "{tmp}/scratch.png"],
+    "infer_wavenet.py": ["-m", "{wn}", "-c", "1", "--length", "40", "-o", "{tmp}/scratch_out"],
+    "preprocess.py": ["--data", "{tmp}/tones", "--output", "{tmp}/scratch_pre", "--workers", "1", "--rate", str(RATE),
+                      "--stacks_num", str(STACKS), "--layers_num", str(LAYERS), "--target_length", str(TARGET)],
+}
+NON_NEGATIVE = "must be zero or a positive finite number, got {value}"
+FRACTION = "must be a number between 0 and 1 (both excluded), got {value}"
+SEED = "must be an integer from 0 to 4294967295, got {value}"
+LEVELS = "must be an integer from 2 to 256, got {value}"
+YES_NO = "must be one of 1/true/yes/on or 0/false/no/off, got {value!r}"
+
+
+def case(case_id, script, argv, fragment):
+    """A CASES row: the script's SAFE flags, then `argv`, which wins where both name a flag."""
+    return case_id, script, SAFE[script] + argv, fragment
+
+
+def bad(case_id, script, flag, value, message, shown_flag=None):
+    """A CASES row: `script ... flag value` fails with `argument <flag>: <message>` from argparse."""
+    fragment = f"error: argument {shown_flag or flag}: " + message.format(value=value)
+    return case(case_id, script, [flag, value], fragment)
+
+
+# (id, script, argv ({name} from the world fixture), fragment the one error line must hold)
+CASES = [
+    # 1. --temperature: a finite number >= 0 (as `error: --temperature ...`, the message users already know)
+    *(case(f"temperature-{v}", "infer_wavenet.py", ["--temperature", v],
+           f"error: --temperature {float(v)}: pass 0 or a positive finite number") for v in ("nan", "inf", "-0.5")),
+    # 2. --val_fraction: strictly between 0 and 1
+    *(bad(f"val-fraction-{v}", "train_wavenet.py", "--val_fraction", v, FRACTION)
+      for v in ("0", "1", "1.5", "-0.1", "nan")),
+    # 3. --seed: 0 .. 2**32-1 in all four scripts
+    bad("train-seed-negative", "train.py", "--seed", "-1", SEED),
+    bad("train-seed-2**32", "train.py", "--seed", "4294967296", SEED),
+    bad("wn-seed-negative", "train_wavenet.py", "--seed", "-1", SEED),
+    bad("wn-seed-2**32", "train_wavenet.py", "--seed", "4294967296", SEED),
+    bad("infer-seed-huge", "infer.py", "--seed", "99999999999999999999", SEED),
+    bad("infer-seed-negative", "infer.py", "--seed", "-1", SEED),
+    bad("winfer-seed-huge", "infer_wavenet.py", "--seed", "99999999999999999999", SEED),
+    # 4. --weight_decay and --gradclip/--clip: finite and >= 0
+    bad("train-weight-decay-negative", "train.py", "--weight_decay", "-1", NON_NEGATIVE),
+    bad("wn-weight-decay-nan", "train_wavenet.py", "--weight_decay", "nan", NON_NEGATIVE),
+    bad("wn-weight-decay-inf", "train_wavenet.py", "--weight_decay", "inf", NON_NEGATIVE),
+    bad("train-gradclip-negative", "train.py", "--gradclip", "-1", NON_NEGATIVE, shown_flag="--gradclip/--clip"),
+    bad("train-clip-nan", "train.py", "--clip", "nan", NON_NEGATIVE, shown_flag="--gradclip/--clip"),
+    bad("wn-clip-negative", "train_wavenet.py", "--clip", "-0.5", NON_NEGATIVE),
+    # 5. --stats VALUE: a yes/no word
+    bad("train-stats-other-word", "train.py", "--stats", "maybe", YES_NO),
+    # 7. --levels of the audio: 2..256, named as the flag
+    bad("pre-levels-1", "preprocess.py", "--levels", "1", LEVELS),
+    bad("pre-levels-257", "preprocess.py", "--levels", "257", LEVELS),
+    bad("wn-levels-300", "train_wavenet.py", "--levels", "300", LEVELS),
+    # 8. a folder where a file is wanted, and the reverse
+    case("infer-output-is-folder", "infer.py", ["-o", "{tmp}"],
+         "error: --output '{tmp}' is a folder; pass a file name such as '{tmp}/samples.png'"),
+    case("train-out-is-file", "train.py", ["-o", "{file}"],
+         "error: --out '{file}' is a file, not a folder; pick a folder"),
+    case("wn-out-is-file", "train_wavenet.py", ["-o", "{file}"],
+         "error: --out '{file}' is a file, not a folder; pick a folder"),
+    case("winfer-output-is-file", "infer_wavenet.py", ["-o", "{file}"],
+         "error: --output '{file}' is a file, not a folder; pick a folder"),
+    case("pre-output-is-file", "preprocess.py", ["--output", "{file}"],
+         "error: --output '{file}' is a file, not a folder; pick a folder"),
+]
+
+
+def run_script(script, argv, monkeypatch):
+    """Run SCRIPT.main(argv) through cli.run, as `python SCRIPT.py` would; returns the exit status."""
+    module = importlib.import_module(script[:-3])
+    monkeypatch.setattr(sys, "argv", [script])  # argparse names the script, as it would
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(lambda: module.main(argv))
+    return exit_.value.code
+
+
+@pytest.mark.parametrize("script,argv,fragment", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_bad_value_is_one_line_error(world, script, argv, fragment, capsys, monkeypatch):
+    status = run_script(script, [a.format(**world) for a in argv], monkeypatch)
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert [line for line in lines if "error: " in line] == [lines[-1]], err
+    assert fragment.format(**world) in lines[-1], lines[-1]
+
+
+def test_bounds_are_accepted():
+    assert infer_wavenet.parse_args(["-m", "x", "--temperature", "0"]).temperature == 0.0  # greedy
+    assert train_wavenet.parse_args(["--val_fraction", "0.5"]).val_fraction == 0.5
+    for parse in (train.parse_args, train_wavenet.parse_args, infer.parse_args, infer_wavenet.parse_args):
+        base = ["-m", "x"] if parse in (infer.parse_args, infer_wavenet.parse_args) else []
+        assert parse(base + ["--seed", "0"]).seed == 0
+        assert parse(base + ["--seed", "4294967295"]).seed == 2**32 - 1
+    args = train.parse_args(["--gradclip", "0", "--weight_decay", "0"])
+    assert (args.clip, args.weight_decay) == (0.0, 0.0)
+    assert train.parse_args(["--clip", "2.5"]).clip == 2.5  # --clip is --gradclip's other name
+
+
+@pytest.mark.parametrize("argv,stats", [
+    ([], False), (["--stats"], True), (["--stats", "1"], True), (["--stats", "0"], False),
+    (["--stats", "TRUE"], True), (["--stats", "no"], False), (["--stats", "On"], True), (["--stats", "off"], False),
+    (["--stats", "-o", "elsewhere"], True)])  # alone, before another flag
+def test_stats_alone_or_with_a_yes_no_word(argv, stats):
+    for parse in (train.parse_args, train_wavenet.parse_args):
+        settings = cli.settings_from_args(parse(argv))
+        assert settings.stats is stats
+    assert train.parse_args(["--stats", "-o", "elsewhere"]).out == "elsewhere"
+
+
+def help_text(parse, capsys):
+    with pytest.raises(SystemExit):
+        parse(["-h"])
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines at the terminal's width
+
+
+def test_usage_names_each_clip_flag_after_itself(capsys):
+    text = help_text(train.parse_args, capsys)
+    assert "[--gradclip GRADCLIP]" in text and "--gradclip GRADCLIP, --clip GRADCLIP" in text
+    assert "0: no clipping" in text and "[--stats [STATS]]" in text
+    text = help_text(train_wavenet.parse_args, capsys)
+    assert "[--clip CLIP]" in text and "0: no clipping" in text and "[--stats [STATS]]" in text
+
+
+def test_the_flags_at_their_bounds_train(tmp_path):
+    out = tmp_path / "run"
+    train.main(TINY_PIXELCNN + ["-o", str(out), "--seed", "4294967295", "--stats", "yes", "--gradclip", "0",
+                                "--weight_decay", "0"])
+    log = json.load(open(out / "log.json"))
+    assert log and all(math.isfinite(r["val_nll"]) and "stats" in r for r in log)
+
+
+def test_infer_says_which_snapshot_a_folder_gave(world, tmp_path, capsys):
+    newest = checkpoint.newest(world["pix"], "pixelcnn_")
+    infer.main(["-m", world["pix"], "-c", "1", "-o", str(tmp_path / "a.png")])
+    assert capsys.readouterr().out.splitlines()[0] == f"using {newest} (newest in {world['pix']}/)"
+    infer.main(["-m", newest, "-c", "1", "-o", str(tmp_path / "b.png")])  # a file: nothing to say
+    assert "using" not in capsys.readouterr().out
+
+
+def test_infer_wavenet_says_which_snapshot_and_counts_in_words(world, tmp_path, capsys):
+    newest = checkpoint.newest(world["wn"], "wavenet_")
+    infer_wavenet.main(["-m", world["wn"], "-c", "1", "--length", "40", "--temperature", "0",
+                        "-o", str(tmp_path / "one")])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"using {newest} (newest in {world['wn']}/)"
+    assert printed[-1].startswith("wrote 1 sample of "), printed
+    infer_wavenet.main(["-m", newest, "-c", "2", "--length", "40", "-o", str(tmp_path / "two")])
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1 and printed[0].startswith("wrote 2 samples of "), printed
