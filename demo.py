@@ -3,9 +3,11 @@
 Gated PixelCNN trains on scikit-learn's 8x8 digits and samples a grid; WaveNet
 learns a 500 Hz tone written here, and generates it back. Every step runs the
 project's own scripts exactly as a user would, and prints the command first.
+Each demo starts afresh: it first removes what an earlier demo wrote into --out.
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,6 +18,7 @@ from wavenet.audio import write_wav
 
 TONE_HZ = 500
 TONE_RATE = 8000
+WRITES = ("pixelcnn", "pixelcnn_samples.png", "tones", "tones_data", "wavenet", "wavenet_samples")
 
 
 def run(*args):
@@ -62,6 +65,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo", help="Folder for everything the demo writes")
     out = parser.parse_args().out
+    # the trainers refuse an --out folder that holds a run, so that two runs never mix
+    for name in WRITES:
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
 
     pixelcnn = os.path.join(out, "pixelcnn")
     run("train.py", "--dataset", "digits", "--levels", "4", "-d", "32", "-n", "4", "--out_hidden_dim", "32",

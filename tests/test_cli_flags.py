@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 import infer
 import infer_wavenet
@@ -25,15 +24,6 @@ TINY_WAVENET = ["--stacks_num", str(STACKS), "--layers_num", str(LAYERS), "--hid
                 "--out_hidden_dim", "8", "-b", "16", "-e", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: more threads only wait for each other on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """{name: path}: a regular file, and a tiny trained Gated PixelCNN and WaveNet (their --out folders)."""
@@ -44,13 +34,9 @@ def world(tmp_path_factory):
     sf.write(str(tone), 0.3 * np.sin(2 * np.pi * 300 * np.arange(int(0.3 * RATE)) / RATE), RATE)
     field = receptive_field(STACKS, LAYERS)
     corpus.preprocess(str(tmp / "tones"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train.main(TINY_PIXELCNN + ["-o", str(tmp / "pix")])
-        train_wavenet.main(TINY_WAVENET + ["-d", str(tmp / "data"), "-o", str(tmp / "wn")])
-    finally:
-        torch.set_num_threads(threads)
+    # one torch thread, as for the whole suite (tests/conftest.py sets OMP_NUM_THREADS=1)
+    train.main(TINY_PIXELCNN + ["-o", str(tmp / "pix")])
+    train_wavenet.main(TINY_WAVENET + ["-d", str(tmp / "data"), "-o", str(tmp / "wn")])
     return {"tmp": str(tmp), "file": str(tmp / "file"), "data": str(tmp / "data"),
             "pix": str(tmp / "pix"), "wn": str(tmp / "wn")}
 
@@ -105,6 +91,7 @@ CASES = [
     bad("train-gradclip-negative", "train.py", "--gradclip", "-1", NON_NEGATIVE, shown_flag="--gradclip/--clip"),
     bad("train-clip-nan", "train.py", "--clip", "nan", NON_NEGATIVE, shown_flag="--gradclip/--clip"),
     bad("wn-clip-negative", "train_wavenet.py", "--clip", "-0.5", NON_NEGATIVE),
+    bad("train-learning-rate-inf", "train.py", "--learning_rate", "inf", "must be a positive finite number, got {value}"),
     # 5. --stats VALUE: a yes/no word
     bad("train-stats-other-word", "train.py", "--stats", "maybe", YES_NO),
     # 7. --levels of the audio: 2..256, named as the flag

@@ -13,15 +13,6 @@ LEVELS = 16
 TOLERANCE = {"torch": 1e-5, "numba": 1e-4}  # numba runs in float32, the model here in float64
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine idle threads spinning cost seconds per test."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_model(num_speakers=0, kernel_width=2, seed=0):
     """A float64 WaveNet small enough for CPU tests (receptive field 15 at kernel_width 2)."""
     torch.manual_seed(seed)
