@@ -194,3 +194,12 @@ def test_infer_wavenet_says_which_snapshot_and_counts_in_words(world, tmp_path, 
     infer_wavenet.main(["-m", newest, "-c", "2", "--length", "40", "-o", str(tmp_path / "two")])
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 1 and printed[0].startswith("wrote 2 samples of "), printed
+
+
+def test_infer_wavenet_names_samples_of_an_earlier_run(world, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    infer_wavenet.main(["-m", world["wn"], "-c", "3", "--length", "40", "-o", out])
+    infer_wavenet.main(["-m", world["wn"], "-c", "1", "--length", "40", "-o", out])
+    note = capsys.readouterr().out.splitlines()[-1]
+    assert note == f"note: {out}/ also holds 2 sample(s) of an earlier run (sample_1.wav, ...), left as they were"
+    assert sorted(os.listdir(out)) == ["sample_0.wav", "sample_1.wav", "sample_2.wav"]
