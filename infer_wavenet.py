@@ -92,11 +92,11 @@ def main(argv=None):
             plot_audio(audio, rate, path[:-4] + ".png")
     noun = "sample" if args.count == 1 else "samples"
     print(f"wrote {args.count} {noun} of {args.length / rate:.2f} s at {rate} Hz to {args.output}/")
-    older = sorted(n for n in os.listdir(args.output)
+    older = sorted(int(m.group(1)) for n in os.listdir(args.output)
                    if (m := re.fullmatch(r"sample_(\d+)\.wav", n)) and int(m.group(1)) >= args.count)
     if older:
-        print(f"note: {args.output}/ also holds {len(older)} sample(s) of an earlier run ({older[0]}, ...), "
-              "left as they were")
+        print(f"note: {args.output}/ also holds {len(older)} sample(s) of an earlier run (sample_{older[0]}.wav, "
+              "...), left as they were")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ def parse_args(argv=None):
     parser.add_argument("--levels", type=cli.mu_law_levels, default=256,
                         help="Level number to quantisize values (must match the data)")
     parser.add_argument("--val_fraction", type=cli.fraction, default=0.05,
-                        help="Fraction of the recordings held out for validation, between 0 and 1 "
-                             "(of the windows, if there is only one recording)")
+                        help="Share of the windows held out for validation, as whole recordings (every "
+                             "speaker keeps one for training); with one recording, a share of its windows")
     return parser.parse_args(argv)
 
 
@@ -42,7 +42,8 @@ def main(argv=None):
         raise UserError(f"{args.data!r} was preprocessed for a receptive field of {chunks.receptive_field} "
                         f"samples (chunks of {chunks.chunk_length}), this model needs {R}; rerun "
                         f"preprocess.py with --stacks_num {args.stacks_num} --layers_num {args.layers_num}")
-    train_set, val_set = train_val_split(chunks, args.val_fraction, args.seed, groups=chunks.recording)
+    train_set, val_set = train_val_split(chunks, args.val_fraction, args.seed, groups=chunks.recording,
+                                         speakers=chunks.speaker_ids)
     task = Task(name="wavenet", loss=wavenet_nll(scored, conditioned=model.num_speakers > 0), dims=1,
                 meta={"rate": chunks.rate, "levels": args.levels, "speakers": chunks.speakers,
                       "receptive_field": R, "target_length": scored})

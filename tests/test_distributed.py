@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import TensorDataset
 
-from wavenet import GatedPixelCNN, receptive_field
+from wavenet import GatedPixelCNN, checkpoint, receptive_field
 from wavenet.corpus import preprocess
 from wavenet.errors import UserError
 from wavenet.objectives import pixelcnn_nll
@@ -186,5 +186,8 @@ def test_ctrl_c_on_one_rank_stops_all_at_the_same_step(two_ranks):
     endings = [(two_ranks / f"stop{rank}.txt").read_text() for rank in range(2)]
     snapshot = str(two_ranks / "stopped" / "snapshot_iter_3")
     assert endings == [f"interrupted at iteration 3; resume with --resume {snapshot}"] * 2
+    # the snapshot carries the running sums of both ranks: 2 processes x batch 2 per step of the epoch
+    state = checkpoint.load(snapshot)["state"]
+    assert state["batch_in_epoch"] == 1 and state["train_items"] == 1 * 2 * 2
     assert sorted(f for f in os.listdir(two_ranks / "stopped") if f.startswith("snapshot_iter_")) == \
         ["snapshot_iter_3"]

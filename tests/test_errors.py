@@ -223,9 +223,8 @@ def test_short_files_are_skipped_and_counted_and_every_format_is_read(world, tmp
     assert summary.startswith(f"read {len(FORMATS) + 1} of {len(FORMATS) + 1} files"), summary
     assert "skipped 1: 1 shorter than one chunk" in summary and "from 2 speaker(s)" in summary, summary
     chunks = corpus.AudioChunks(str(tmp_path / "pre_out"))
-    field = receptive_field(STACKS, LAYERS)
-    # each tone is 0.3 s: 2400 samples at 8 kHz after a lead-in of one receptive field of silence,
-    # cut into windows of field + TARGET samples that start TARGET apart
-    stored = (field + int(0.3 * RATE)) // (field + TARGET) * (field + TARGET)
-    assert len(chunks) == len(FORMATS) * ((stored - field) // TARGET)
+    assert chunks.receptive_field == receptive_field(STACKS, LAYERS)
+    # each tone is 0.3 s: 2400 samples at 8 kHz after a lead-in of one receptive field of silence;
+    # windows of field + TARGET samples that start TARGET apart make TARGET of them targets each
+    assert len(chunks) == len(FORMATS) * (int(0.3 * RATE) // TARGET)
     assert chunks.rate == RATE and chunks.speakers == ["p225", "p226"]

@@ -30,7 +30,7 @@ def write_tone(path, seconds, rate=16000, freq=300.0, subtype="PCM_16"):
 
 @pytest.fixture
 def vctk(tmp_path):
-    """Both VCTK layouts, mixed rates and formats: p225 gives 3 + 1 chunks, p226 gives 2."""
+    """Both VCTK layouts, mixed rates and formats: p225 gives 4 + 2 chunks, p226 gives 3 (each last one padded)."""
     data = tmp_path / "vctk"
     write_tone(data / "wav48" / "p225" / "p225_001.wav", 0.2, rate=48000)   # 1600 samples at 8 kHz
     write_tone(data / "wav48" / "p225" / "p225_002.wav", 0.07, rate=22050)  # 560
@@ -45,19 +45,23 @@ def read_bytes(folder):
 def test_vctk_folders_become_chunks_with_speakers(vctk, tmp_path):
     out = tmp_path / "out"
     summary = preprocess(str(vctk), str(out), RATE, CHUNK)
-    assert (summary.files_read, summary.chunks, summary.speakers) == (3, 6, ["p225", "p226"])
+    assert (summary.files_read, summary.chunks, summary.speakers) == (3, 9, ["p225", "p226"])
     ds = AudioChunks(str(out))
     assert (len(ds), ds.rate, ds.chunk_length, ds.levels, ds.speakers) == (6, RATE, CHUNK, 256, ["p225", "p226"])
     codes, speaker = ds[0]
     assert codes.shape == (CHUNK,) and codes.dtype == torch.long and codes.max() < 256
     assert speaker.shape == () and speaker.dtype == torch.long
     assert [int(ds[i][1]) for i in range(len(ds))] == [0, 0, 0, 0, 1, 1]
-    # the chunks are the file's mu-law codes in order, the tail shorter than a chunk dropped
+    # the chunks are the file's mu-law codes in order, silence after its end; without a receptive
+    # field the windows are the whole chunks
     first = mu_law_encode(load_audio(str(vctk / "wav48" / "p225" / "p225_001.wav"), RATE))
     assert torch.equal(torch.cat([ds[i][0] for i in range(3)]), torch.from_numpy(first[:3 * CHUNK]))
+    silence = mu_law_encode(np.zeros(4 * CHUNK - len(first)))
+    assert np.array_equal(ds.codes[3], np.concatenate([first[3 * CHUNK:], silence]))
+    assert ds.recording_samples.tolist() == [1600, 560, 1040]
     # one byte per sample, memory-mapped
     assert isinstance(ds.codes, np.memmap) and ds.codes.dtype == np.uint8
-    assert os.path.getsize(out / "vctk_codes.npy") < 6 * CHUNK + 200
+    assert os.path.getsize(out / "vctk_codes.npy") < 9 * CHUNK + 200
 
 
 def test_rerun_gives_identical_bytes_and_workers_change_nothing(vctk, tmp_path):
@@ -77,13 +81,13 @@ def test_bad_and_short_files_are_skipped_and_named(vctk, tmp_path):
     good = (vctk / "wav48" / "p225" / "p225_001.wav").read_bytes()
     (speaker / "p227_cut.wav").write_bytes(good[:len(good) // 3])
     summary = preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK, workers=2)
-    assert summary.chunks == 6 and summary.speakers == ["p225", "p226"]
+    assert summary.chunks == 9 and summary.speakers == ["p225", "p226"]
     assert summary.too_short == [os.path.join("wav48", "p227", "p227_short.wav")]
     assert sorted(name for name, _ in summary.unreadable) == [
         os.path.join("wav48", "p227", "p227_cut.wav"), os.path.join("wav48", "p227", "p227_noise.wav")]
     line = summary.format_summary()
     assert "\n" not in line and "skipped 3" in line and "1 shorter than one chunk" in line
-    assert "p227_noise.wav" in line and "6 chunks of 500 samples" in line
+    assert "p227_noise.wav" in line and "9 chunks of 500 samples" in line
 
 
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the patch reaches workers only by fork")
@@ -140,9 +144,9 @@ def test_windows_make_every_sample_a_target_once(vctk, tmp_path):
     ds = AudioChunks(str(tmp_path / "out"))
     stored = ds.codes[:].reshape(-1)
     first_chunk = 0
-    for recording, chunks in enumerate(ds.recording_chunks):
+    for recording, samples in enumerate(ds.recording_samples):
         windows = np.flatnonzero(ds.recording == recording)
-        stream = stored[first_chunk * CHUNK:(first_chunk + chunks) * CHUNK]
+        stream = stored[first_chunk * CHUNK:first_chunk * CHUNK + samples]
         assert len(windows) == (len(stream) - R) // T
         for k, i in enumerate(windows):
             codes, speaker = ds[i]
@@ -150,9 +154,10 @@ def test_windows_make_every_sample_a_target_once(vctk, tmp_path):
             assert int(speaker) == ds.chunk_speakers[first_chunk]
         targets = np.concatenate([ds[i][0][R:].numpy() for i in windows])
         assert np.array_equal(targets, stream[R:R + len(windows) * T])    # each sample once, in order
-        first_chunk += chunks
-    # 1600 + R samples give 3 chunks, 6 windows; 560 + R: 1 and 1; 1040 + R: 2 and 3
-    assert ds.recording_chunks.tolist() == [3, 1, 2] and len(ds) == 6 + 1 + 3
+        assert len(stream) - (R + len(windows) * T) < T                   # but for a last stretch < T
+        first_chunk += -(-samples // CHUNK)
+    # 1600 + R samples give 8 windows, 560 + R give 2, 1040 + R give 5
+    assert ds.recording_samples.tolist() == [1900, 860, 1340] and len(ds) == 8 + 2 + 5
 
 
 def test_folders_of_format_1_read_as_before(vctk, tmp_path):
@@ -163,11 +168,11 @@ def test_folders_of_format_1_read_as_before(vctk, tmp_path):
     (out / "vctk_meta.json").write_text(json.dumps({**meta, "format": 1}))
     os.remove(out / "vctk_recordings.npy")
     ds = AudioChunks(str(out))
-    assert len(ds) == 6 and ds.receptive_field == 120
-    assert np.array_equal(np.stack([ds[i][0].numpy() for i in range(6)]), ds.codes[:])
+    assert len(ds) == len(ds.codes) == 9 and ds.receptive_field == 120
+    assert np.array_equal(np.stack([ds[i][0].numpy() for i in range(9)]), ds.codes[:])
     np.save(out / "vctk_recordings.npy", np.array([4, 4]))
     (out / "vctk_meta.json").write_text(json.dumps({**meta, "recordings": 2}))
-    with pytest.raises(UserError, match="does not add up to the 6 chunks"):
+    with pytest.raises(UserError, match="does not add up to the 9 chunks"):
         AudioChunks(str(out))
 
 
@@ -175,14 +180,30 @@ def test_validation_holds_out_whole_recordings(vctk, tmp_path):
     write_tone(vctk / "wav48" / "p226" / "p226_002.wav", 0.2)
     preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK, receptive_field=120)
     ds = AudioChunks(str(tmp_path / "out"))
-    train, val = train_val_split(ds, 0.25, seed=0, groups=ds.recording)
-    assert sorted(train.indices + val.indices) == list(range(len(ds)))
-    assert not set(ds.recording[train.indices]) & set(ds.recording[val.indices])
-    assert len(set(ds.recording[val.indices])) == 1  # a quarter of 4 recordings
-    # one recording: its windows are split instead
-    one = torch.utils.data.Subset(ds, np.flatnonzero(ds.recording == 0).tolist())
-    train, val = train_val_split(one, 0.25, seed=0, groups=np.zeros(len(one)))
-    assert (len(one), len(train), len(val)) == (3, 2, 1)
+    for fraction in (0.05, 0.25, 0.5, 0.9):
+        train, val = train_val_split(ds, fraction, seed=0, groups=ds.recording, speakers=ds.speaker_ids)
+        assert sorted(train.indices + val.indices) == list(range(len(ds)))
+        held = set(ds.recording[val.indices])
+        assert held and not held & set(ds.recording[train.indices])
+        # recordings are held out until they hold the fraction, and each speaker keeps one for training
+        assert set(ds.speaker_ids[train.indices]) == {0, 1}
+        assert len(val) >= fraction * len(ds) or len(held) == 2
+    again = train_val_split(ds, 0.5, seed=0, groups=ds.recording, speakers=ds.speaker_ids)
+    assert (again[0].indices, again[1].indices) == (train.indices, val.indices)
+
+
+def test_validation_splits_windows_where_no_recording_can_go(vctk, tmp_path):
+    preprocess(str(vctk / "wav48_silence_trimmed"), str(tmp_path / "out"), RATE, CHUNK, receptive_field=120)
+    ds = AudioChunks(str(tmp_path / "out"))  # one recording
+    train, val = train_val_split(ds, 0.25, seed=0, groups=ds.recording, speakers=ds.speaker_ids)
+    assert (len(ds), len(train), len(val)) == (2, 1, 1)
+    # two speakers with one recording each: holding one out would leave a speaker untrained
+    os.remove(vctk / "wav48" / "p225" / "p225_002.wav")
+    preprocess(str(vctk), str(tmp_path / "two"), RATE, CHUNK, receptive_field=120)
+    ds = AudioChunks(str(tmp_path / "two"))
+    train, val = train_val_split(ds, 0.25, seed=0, groups=ds.recording, speakers=ds.speaker_ids)
+    assert set(ds.recording[val.indices]) <= set(ds.recording[train.indices])
+    assert set(ds.speaker_ids[train.indices]) == {0, 1} and len(val) == round(0.25 * len(ds))
 
 
 def test_pickled_dataset_maps_the_file_again(vctk, tmp_path):

@@ -313,3 +313,13 @@ def test_a_folder_with_only_a_trainer_snapshot_names_it(tmp_path):
             os.remove(os.path.join(out, name))
     with pytest.raises(UserError, match=f"holds no pixelcnn_<N> snapshot.*trainer snapshot {out}/snapshot_iter_"):
         infer.main(["-m", out, "-o", str(tmp_path / "x.png")])
+
+
+def test_resume_refuses_another_validation_split(speech, tmp_path):
+    import train_wavenet
+    flags = WAVENET[1:] + ["-d", speech, "-o", str(tmp_path / "run")]  # a later -e wins
+    assert flags[flags.index("--seed") + 1] == "5"
+    train_wavenet.main(flags + ["-e", "1"])
+    flags[flags.index("--seed") + 1] = "7"  # holds out another recording of the same size
+    with pytest.raises(UserError, match="held out other validation items .* pass --seed 5"):
+        train_wavenet.main(flags + ["-e", "2", "-r", str(tmp_path / "run")])

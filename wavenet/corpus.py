@@ -3,10 +3,12 @@
 A folder written by `preprocess` holds four files, each written atomically:
 
     vctk_codes.npy       uint8 (N, chunk_length)  mu-law codes (see audio.mu_law_encode), one chunk per row,
-                                                  the chunks of a recording in order and back to back;
+                                                  the chunks of a recording in order and back to back, the
+                                                  last one padded with silence;
                                                   np.load(..., mmap_mode="r") maps it without reading it
     vctk_speakers.npy    int16 (N,)               speaker of each chunk, an index into meta["speakers"]
-    vctk_recordings.npy  int64 (F,)               chunks of each recording, in row order (sums to N)
+    vctk_recordings.npy  int64 (F,)               samples of each recording (lead-in included), in row
+                                                  order: recording f fills the next ceil(samples / chunk_length) rows
     vctk_meta.json       {"format", "rate", "chunk_length", "levels", "speakers", "chunks", ...}
 
 `AudioChunks` also reads format 1 folders (no vctk_recordings.npy) and the folders of the original
@@ -45,10 +47,12 @@ log = logging.getLogger(__name__)
 
 
 class FileChunks(NamedTuple):
-    """What one audio file gives: codes uint8 (n, chunk_length) or None, its seconds, why it gave none."""
+    """What one audio file gives: codes uint8 (n, chunk_length) or None, its seconds, why it gave none,
+    and how many of its codes are real (lead-in included) before the silence that pads the last chunk."""
     codes: Optional[np.ndarray]
     seconds: float
     problem: Optional[str]  # None, TOO_SHORT or the AudioError message
+    samples: int = 0
 
 
 @dataclass
@@ -125,7 +129,7 @@ def speaker_of(path):
 
 
 def chunk_file(path, rate, chunk_length, levels, lead_in=0):
-    """Load, mu-law encode and cut one file into non-overlapping chunks (the shorter tail is dropped).
+    """Load, mu-law encode and cut one file into consecutive chunks (silence pads the last one).
 
     lead_in silence samples go before the recording, so that the first chunk teaches the model
     to start from silence, as generation from scratch does. Runs in worker processes, so an
@@ -135,12 +139,13 @@ def chunk_file(path, rate, chunk_length, levels, lead_in=0):
         samples = load_audio(path, rate)
     except AudioError as e:
         return FileChunks(None, 0.0, str(e))
-    n = (lead_in + len(samples)) // chunk_length
-    if n == 0:
+    total = lead_in + len(samples)
+    if total < chunk_length:
         return FileChunks(None, len(samples) / rate, TOO_SHORT)
-    codes = mu_law_encode(np.concatenate([np.zeros(lead_in, samples.dtype), samples]), levels)
-    return FileChunks(codes[:n * chunk_length].astype(np.uint8).reshape(n, chunk_length),
-                      len(samples) / rate, None)
+    n = -(-total // chunk_length)  # chunks, the last one padded
+    silence = np.zeros(lead_in, samples.dtype), np.zeros(n * chunk_length - total, samples.dtype)
+    codes = mu_law_encode(np.concatenate([silence[0], samples, silence[1]]), levels)
+    return FileChunks(codes.astype(np.uint8).reshape(n, chunk_length), len(samples) / rate, None, total)
 
 
 def decode_files(paths, rate, chunk_length, levels, workers, lead_in=0):
@@ -175,7 +180,7 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
         raise UserError(f"output folder {output!r}: cannot create it ({e.strerror})") from None
     base = data if os.path.isdir(data) else os.path.dirname(data)
     summary = PreprocessSummary(files_found=len(files), rate=rate, chunk_length=chunk_length)
-    file_speakers = []  # (speaker name, chunks) per file that gave chunks, in file order
+    file_speakers = []  # (speaker name, chunks, samples) per file that gave chunks, in file order
 
     def write_codes(f):
         # The .npy header has room for any row count (numpy pads it for in-place growth), so write
@@ -193,7 +198,7 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
                     continue
                 pending.append(result.codes)
                 pending_rows += len(result.codes)
-                file_speakers.append((speaker_of(path), len(result.codes)))
+                file_speakers.append((speaker_of(path), len(result.codes), result.samples))
                 if pending_rows >= flush_every:
                     f.write(np.concatenate(pending).tobytes())
                     pending, pending_rows = [], 0
@@ -207,13 +212,13 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
         f.seek(0, os.SEEK_END)
 
     atomic_write(os.path.join(output, CODES_FILE), write_codes)
-    summary.speakers = sorted({name for name, _ in file_speakers})
+    summary.speakers = sorted({name for name, _, _ in file_speakers})
     index = {name: i for i, name in enumerate(summary.speakers)}
     if len(index) > np.iinfo(np.int16).max:
         raise UserError(f"{len(index)} speaker folders: at most {np.iinfo(np.int16).max} are supported")
-    speaker_ids = np.concatenate([np.full(n, index[name], dtype=np.int16) for name, n in file_speakers])
+    speaker_ids = np.concatenate([np.full(n, index[name], dtype=np.int16) for name, n, _ in file_speakers])
     atomic_write(os.path.join(output, SPEAKERS_FILE), lambda f: np.save(f, speaker_ids))
-    recordings = np.array([n for _, n in file_speakers], dtype=np.int64)
+    recordings = np.array([samples for _, _, samples in file_speakers], dtype=np.int64)
     atomic_write(os.path.join(output, RECORDINGS_FILE), lambda f: np.save(f, recordings))
     meta = {"format": FORMAT, "rate": rate, "chunk_length": chunk_length, "levels": levels,
             "receptive_field": receptive_field, "speakers": summary.speakers, "chunks": summary.chunks,
@@ -245,9 +250,10 @@ class AudioChunks(Dataset):
 
     A window is chunk_length = receptive_field + target_length consecutive samples of one recording.
     The windows of a recording start target_length apart, so every sample after its lead-in is a
-    target of exactly one window (the stored chunks, one after another, would leave the first
-    receptive field of each chunk unscored). Where the receptive field or the recordings are unknown
-    (format 1, the original's files), the windows are the stored chunks.
+    target of exactly one window, but for a last stretch shorter than target_length (the stored
+    chunks, one after another, would leave the first receptive field of each chunk unscored). Where
+    the receptive field or the recordings are unknown (format 1, the original's files), the windows
+    are the stored chunks.
 
     Attributes: rate (Hz, None if unknown), chunk_length, levels, speakers (names, by index),
     receptive_field (as recorded by preprocess, or None), recording (recording index of each
@@ -287,11 +293,12 @@ class AudioChunks(Dataset):
         self.receptive_field = meta.get("receptive_field")
         self._chunks = meta["chunks"]
         self.chunk_speakers = self._load_array(SPEAKERS_FILE, (self._chunks,)).astype(np.int64)
-        if meta["format"] == 1:  # without recording boundaries, windows cannot overlap
-            self.recording_chunks = np.ones(self._chunks, dtype=np.int64)
+        if meta["format"] == 1:  # without recording boundaries, each chunk counts as a recording
+            self.recording_samples = np.full(self._chunks, self.chunk_length, dtype=np.int64)
         else:
-            self.recording_chunks = self._load_array(RECORDINGS_FILE, (meta["recordings"],))
-            if self.recording_chunks.sum() != self._chunks or (self.recording_chunks <= 0).any():
+            self.recording_samples = self._load_array(RECORDINGS_FILE, (meta["recordings"],))
+            chunks = -(-self.recording_samples // self.chunk_length)
+            if chunks.sum() != self._chunks or (self.recording_samples < self.chunk_length).any():
                 raise UserError(f"{os.path.join(self.folder, RECORDINGS_FILE)!r} does not add up to the "
                                 f"{self._chunks} chunks of the meta file; rerun preprocess.py")
 
@@ -333,19 +340,20 @@ class AudioChunks(Dataset):
         self.speakers = ["unknown"]
         self.receptive_field = None
         self.chunk_speakers = np.zeros(len(self.codes), dtype=np.int64)
-        self.recording_chunks = np.ones(len(self.codes), dtype=np.int64)
+        self.recording_samples = np.full(len(self.codes), self.chunk_length, dtype=np.int64)
 
     def _index_windows(self):
         """Set the start of every window (a sample index into the codes read as one stream) and its recording."""
         L = self.chunk_length
         R = self.receptive_field
         stride = L - R if R and R < L else L  # a recording of one chunk has one window either way
-        length = self.recording_chunks * L                                  # samples of each recording
+        length = self.recording_samples                                     # real samples of each recording
+        stored = -(-length // L) * L                                        # with the padded last chunk
         windows = (length - L) // stride + 1                                # per recording
         self.recording = np.repeat(np.arange(len(windows)), windows)        # (number of windows,)
         first_window = np.cumsum(windows) - windows
         k = np.arange(len(self.recording)) - first_window[self.recording]   # window k of its recording
-        self.starts = (np.cumsum(length) - length)[self.recording] + k * stride
+        self.starts = (np.cumsum(stored) - stored)[self.recording] + k * stride
         self.speaker_ids = self.chunk_speakers[self.starts // L]
 
     def __len__(self):
@@ -411,12 +419,14 @@ def is_one_hot(array):
     return bool(np.isin(array, (0, 1)).all() and (array.sum(axis=1) == 1).all())
 
 
-def train_val_split(dataset, val_fraction=0.05, seed=0, groups=None):
-    """Split into (train, validation) Subsets by a seeded shuffle of groups; each side gets at least one.
+def train_val_split(dataset, val_fraction=0.05, seed=0, groups=None, speakers=None):
+    """Split into (train, validation) Subsets by a seeded shuffle of groups; each side gets at least one item.
 
     groups: the group of each item (such as its recording); a group goes wholly to one side, so
-    validation never scores a recording that training has seen. Without groups, or with a single
-    group, the items themselves are shuffled. The same arguments give the same split on every machine.
+    validation never scores a recording that training has seen. Groups are held out in shuffled order
+    until they hold val_fraction of the items. speakers: the speaker of each item; a group is not held
+    out if it is its speaker's last one left for training. Without groups, or where no group can be
+    held out, the items themselves are shuffled. The same arguments give the same split on every machine.
     """
     n = len(dataset)
     if not 0 < val_fraction < 1:
@@ -424,11 +434,30 @@ def train_val_split(dataset, val_fraction=0.05, seed=0, groups=None):
     if n < 2:
         raise UserError(f"{n} chunk(s): a training and a validation split need at least 2; "
                         "preprocess more or longer audio")
-    if groups is None or len(np.unique(groups)) < 2:
-        groups = np.arange(n)
-    _, group_of = np.unique(groups, return_inverse=True)
-    n_groups = group_of.max() + 1
-    n_val = min(max(round(n_groups * val_fraction), 1), n_groups - 1)
-    is_val = np.isin(group_of, np.random.default_rng(seed).permutation(n_groups)[:n_val])
+    rng = np.random.default_rng(seed)
+    is_val = np.zeros(n, dtype=bool)
+    if groups is not None:
+        is_val = held_out(np.asarray(groups), np.zeros(n) if speakers is None else np.asarray(speakers),
+                          val_fraction * n, rng)
+    if not is_val.any():
+        n_val = min(max(round(n * val_fraction), 1), n - 1)
+        is_val[rng.permutation(n)[:n_val]] = True
     # ascending indices read the memory map in order within each split
     return Subset(dataset, np.flatnonzero(~is_val).tolist()), Subset(dataset, np.flatnonzero(is_val).tolist())
+
+
+def held_out(groups, speakers, wanted, rng):
+    """Boolean mask of the items in the groups held out: shuffled groups until `wanted` items, skipping
+    any group that is the last one its speaker keeps for training."""
+    names, first, group_of, sizes = np.unique(groups, return_index=True, return_inverse=True, return_counts=True)
+    speaker_of = speakers[first]
+    left = dict(zip(*np.unique(speaker_of, return_counts=True)))  # groups each speaker keeps for training
+    chosen, items = [], 0
+    for g in rng.permutation(len(names)):
+        if items >= wanted:
+            break
+        if left[speaker_of[g]] > 1:
+            chosen.append(g)
+            left[speaker_of[g]] -= 1
+            items += sizes[g]
+    return np.isin(group_of, chosen)

@@ -5,6 +5,7 @@ has no model-specific branches. Distributed runs (torchrun) shard the data with
 DistributedSampler, and only rank 0 prints and writes files.
 """
 import glob
+import hashlib
 import itertools
 import json
 import math
@@ -152,6 +153,13 @@ def set_rng_states(states):
     random.setstate(states["python"])
 
 
+def data_fingerprint(train_set, val_set):
+    """Sizes of the splits and a digest of which items validate: a resumed run must see the same data."""
+    indices = getattr(val_set, "indices", None)  # a Subset's; a fixed test set has none
+    digest = None if indices is None else hashlib.sha1(np.asarray(indices, np.int64).tobytes()).hexdigest()
+    return {"train": len(train_set), "validation": len(val_set), "validation_items": digest}
+
+
 class Trainer:
     """Trains `model` on `task` with Adam, L2-norm gradient clipping and weight decay."""
 
@@ -192,18 +200,18 @@ class Trainer:
         self.val_loader = DataLoader(val_set, sampler=ShardSampler(val_set, self.world_size, self.rank),
                                      **loading)
         self.interrupted = False
-        # sizes of the splits: a resumed run must see the same data (the epoch order depends on it)
-        self.data_sizes = {"train": len(train_set), "validation": len(val_set)}
+        self.data = data_fingerprint(train_set, val_set)
         checkpoint.check_out_folder(settings.out, settings.resume, f"{task.name}_")
         if settings.resume:
             self.resume(settings.resume)
 
     # ---- snapshots -------------------------------------------------------------------------
 
-    def trainer_snapshot(self):
+    def trainer_snapshot(self, **state):
+        """Everything a resume needs; `state` overrides fields of the TrainState."""
         snapshot = checkpoint.model_snapshot(self.model, self.task.meta)
-        snapshot.update(optimizer=self.optimizer.state_dict(), state=asdict(self.state),
-                        rng=rng_states(), args=self.run_args, data=self.data_sizes)
+        snapshot.update(optimizer=self.optimizer.state_dict(), state={**asdict(self.state), **state},
+                        rng=rng_states(), args=self.run_args, data=self.data)
         return snapshot
 
     def save_trainer_snapshot(self):
@@ -213,8 +221,10 @@ class Trainer:
         can exit (and make torchrun stop rank 0) while it is being written.
         """
         path = os.path.join(self.settings.out, f"{SNAPSHOT_PREFIX}{self.state.iteration}")
+        # the epoch's running sums of every rank; a resumed rank 0 carries them, the others start at 0
+        nll_sum, items = self.all_sum(self.state.train_nll_sum, self.state.train_items)
         if self.is_main:
-            checkpoint.save(path, self.trainer_snapshot())
+            checkpoint.save(path, self.trainer_snapshot(train_nll_sum=nll_sum, train_items=int(items)))
             for old in glob.glob(os.path.join(self.settings.out, SNAPSHOT_PREFIX + "*")):
                 if os.path.basename(old) != os.path.basename(path) and not old.endswith(".tmp"):
                     os.remove(old)
@@ -253,13 +263,10 @@ class Trainer:
         self.optimizer.load_state_dict(snapshot["optimizer"])
         for group in self.optimizer.param_groups:  # the flags of this run win over the snapshot's
             group.update(lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay)
-        then = snapshot.get("data", self.data_sizes)  # snapshots of earlier versions did not record it
-        if then != self.data_sizes:
-            raise UserError(f"--resume {path!r} was trained on {then['train']} training and {then['validation']} "
-                            f"validation items; this data gives {self.data_sizes['train']} and "
-                            f"{self.data_sizes['validation']}: resume with the data it was trained on, or "
-                            "start a new --out folder")
+        self.check_same_data(snapshot, path)
         self.state = TrainState(**snapshot["state"])
+        if self.rank:  # rank 0 carries the running sums of the epoch for all ranks
+            self.state.train_nll_sum, self.state.train_items = 0.0, 0
         if self.state.epoch >= self.settings.epoch:
             raise UserError(f"--resume {path!r} has already trained {self.state.epoch} epoch(s); pass "
                             f"--epoch above {self.state.epoch} to train further")
@@ -275,6 +282,18 @@ class Trainer:
                           "epoch may repeat or skip some training items")
         self.state.world_size = self.world_size
         set_rng_states(snapshot["rng"])
+
+    def check_same_data(self, snapshot, path):
+        """UserError unless trainer `snapshot` was trained and validated on the items this run has."""
+        then, now = snapshot.get("data", self.data), self.data  # earlier versions did not record it
+        if (then["train"], then["validation"]) != (now["train"], now["validation"]):
+            raise UserError(f"--resume {path!r} was trained on {then['train']} training and {then['validation']} "
+                            f"validation items; this data gives {now['train']} and {now['validation']}: resume "
+                            "with the data it was trained on, or start a new --out folder")
+        if then.get("validation_items", now["validation_items"]) != now["validation_items"]:
+            seed = snapshot.get("args", {}).get("seed", self.settings.seed)
+            raise UserError(f"--resume {path!r} held out other validation items (the split follows --seed "
+                            f"and the data); pass --seed {seed} and the data it was trained on")
 
     def save_model_snapshot(self):
         path = os.path.join(self.settings.out, f"{self.task.name}_{self.state.iteration}")
