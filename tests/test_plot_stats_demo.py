@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import threading
+import warnings
 
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT
@@ -157,3 +159,16 @@ def test_ctrl_c_during_demo_lets_the_trainer_snapshot_then_exits_130(tmp_path):
     assert lines[-1] == "interrupted", err
     assert re.search(r"^error: interrupted at iteration \d+; resume with --resume ", lines[-2]), err
     assert any(name.startswith("snapshot_iter_") for name in os.listdir(tmp_path / "demo" / "pixelcnn"))
+
+
+@pytest.mark.parametrize("length", [1, 15, 16, 300, 8000])
+def test_audio_plot_of_short_or_silent_output_warns_nothing(tmp_path, length):
+    from PIL import Image
+
+    from wavenet.plots import plot_audio
+    for name, samples in (("silence", np.zeros(length)), ("noise", np.random.default_rng(0).uniform(-1, 1, length))):
+        path = str(tmp_path / f"{name}.png")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            plot_audio(samples, 8000, path)
+        assert Image.open(path).size[0] > 100

@@ -3,9 +3,12 @@ import math
 import re
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+MIN_SPECTROGRAM = 16  # samples; a shorter signal gets only its waveform
 
 
 def plot_losses(history, path):
@@ -33,7 +36,10 @@ def plot_audio(samples, rate, path):
     wave.plot(t, samples, linewidth=0.5)
     wave.set_ylim(-1, 1)
     wave.set_ylabel("amplitude")
-    spec.specgram(samples, NFFT=256, Fs=rate, noverlap=192, cmap="magma")
+    if len(samples) >= MIN_SPECTROGRAM:
+        nfft = min(256, 2 ** int(math.log2(len(samples))) // 2)  # at least two windows
+        with np.errstate(divide="ignore"):  # digital silence has zero power: log10 gives -inf, drawn black
+            spec.specgram(samples, NFFT=nfft, Fs=rate, noverlap=nfft * 3 // 4, cmap="magma")
     spec.set_xlabel("time (s)")
     spec.set_ylabel("frequency (Hz)")
     fig.tight_layout()
