@@ -37,8 +37,11 @@ def main(argv=None):
     model = WaveNet(args.levels, args.hidden_dim, args.out_hidden_dim, args.stacks_num, args.layers_num,
                     num_speakers=speakers if speakers > 1 else 0)
     R = model.receptive_field
-    scored = chunks.chunk_length - R
-    if scored <= 0 or chunks.receptive_field not in (None, R):
+    # the windows' targets follow the receptive field the data was cut for; a smaller model
+    # ignores the extra context (the original's files record none: their chunks fit the model)
+    context = chunks.receptive_field or R
+    scored = chunks.chunk_length - context
+    if scored <= 0 or context < R:
         raise UserError(f"{args.data!r} was preprocessed for a receptive field of {chunks.receptive_field} "
                         f"samples (chunks of {chunks.chunk_length}), this model needs {R}; rerun "
                         f"preprocess.py with --stacks_num {args.stacks_num} --layers_num {args.layers_num}")

@@ -323,3 +323,15 @@ def test_resume_refuses_another_validation_split(speech, tmp_path):
     flags[flags.index("--seed") + 1] = "7"  # holds out another recording of the same size
     with pytest.raises(UserError, match="held out other validation items .* pass --seed 5"):
         train_wavenet.main(flags + ["-e", "2", "-r", str(tmp_path / "run")])
+
+
+def test_a_smaller_model_trains_on_data_cut_for_a_larger_one(speech, tmp_path):
+    import train_wavenet
+    flags = WAVENET[1:] + ["-d", speech, "-e", "1"]  # a later -e wins
+    flags[flags.index("--layers_num") + 1] = str(LAYERS - 1)
+    train_wavenet.main(flags + ["-o", str(tmp_path / "smaller")])
+    meta = checkpoint.load(checkpoint.resolve(str(tmp_path / "smaller"), SNAPSHOT_PREFIX))["meta"]
+    assert (meta["receptive_field"], meta["target_length"]) == (receptive_field(STACKS, LAYERS - 1), TARGET)
+    flags[flags.index("--layers_num") + 1] = str(LAYERS + 1)
+    with pytest.raises(UserError, match="was preprocessed for a receptive field of 17 samples .* needs 33"):
+        train_wavenet.main(flags + ["-o", str(tmp_path / "larger")])
