@@ -203,3 +203,14 @@ def test_infer_wavenet_names_samples_of_an_earlier_run(world, tmp_path, capsys):
     note = capsys.readouterr().out.splitlines()[-1]
     assert note == f"note: {out}/ also holds 2 sample(s) of an earlier run (sample_1.wav, ...), left as they were"
     assert sorted(os.listdir(out)) == ["sample_0.wav", "sample_1.wav", "sample_2.wav"]
+
+
+def test_a_failed_run_leaves_no_empty_folder_behind(world, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "new" / "run"
+    argv = SAFE["train.py"][:-2] + ["-o", str(out), "-r", str(tmp_path / "missing_snapshot")]
+    assert run_script("train.py", argv, monkeypatch) == 2
+    assert "snapshot" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    # a folder that was there before stays, and so does one the failed run wrote into
+    (tmp_path / "kept").mkdir()
+    assert run_script("train.py", argv[:-4] + ["-o", str(tmp_path / "kept"), "-r", "missing"], monkeypatch) == 2
+    assert (tmp_path / "kept").is_dir()

@@ -8,20 +8,34 @@ import torch
 
 from .errors import UserError
 
+created = []  # folders writable_folder made, deepest first; run() removes those a failure left empty
+
 
 def run(main):
     """Call main(); a UserError becomes `error: <message>` on stderr and exit status 2, no traceback.
 
     Ctrl-C becomes `interrupted` and status 130 (files are written atomically, so none is left torn).
+    Either way, output folders this run created and left empty are removed.
     """
     try:
         main()
     except UserError as e:
+        remove_if_empty(created)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (which snapshots first)
+        remove_if_empty(created)
         print("interrupted", file=sys.stderr)
         sys.exit(130)  # the shell's status for SIGINT
+
+
+def remove_if_empty(folders):
+    """os.rmdir each folder, deepest first, where it is still empty (rmdir never removes content)."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
 
 
 def positive_int(text):
@@ -129,8 +143,14 @@ def writable_folder(path, flag):
     """Create folder `path` if needed; UserError naming `flag` if it cannot be written."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{flag} {path!r} is a file, not a folder; pick a folder (a new one is created)")
+    missing = []  # the folders makedirs will create, deepest first
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
     try:
         os.makedirs(path, exist_ok=True)
+        created.extend(missing)
     except OSError as e:
         raise UserError(f"{flag} {path!r}: cannot create the folder ({e.strerror}); "
                         "pick a folder you can write") from None
