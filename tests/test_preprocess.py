@@ -46,6 +46,9 @@ def test_vctk_folders_become_chunks_with_speakers(vctk, tmp_path):
     out = tmp_path / "out"
     summary = preprocess(str(vctk), str(out), RATE, CHUNK)
     assert (summary.files_read, summary.chunks, summary.speakers) == (3, 9, ["p225", "p226"])
+    assert str(summary).startswith("read 3 of 3 files (0.4 s of audio at 8,000 Hz), wrote 9 chunks")
+    one = preprocess(str(vctk / "wav48_silence_trimmed"), str(tmp_path / "one"), RATE, CHUNK)
+    assert str(one).startswith("read 1 of 1 file (")
     ds = AudioChunks(str(out))
     assert (len(ds), ds.rate, ds.chunk_length, ds.levels, ds.speakers) == (6, RATE, CHUNK, 256, ["p225", "p226"])
     codes, speaker = ds[0]

@@ -83,7 +83,8 @@ class PreprocessSummary:
 
     def format_summary(self):
         """One line: files read, hours of audio, chunks written, files skipped and why."""
-        line = (f"read {self.files_read} of {self.files_found} files ({format_duration(self.seconds)} "
+        files = "file" if self.files_found == 1 else "files"
+        line = (f"read {self.files_read} of {self.files_found} {files} ({format_duration(self.seconds)} "
                 f"of audio at {self.rate:,} Hz), wrote {self.chunks:,} chunks of {self.chunk_length:,} "
                 f"samples from {len(self.speakers)} speaker(s)")
         skipped = len(self.too_short) + len(self.unreadable)
