@@ -28,7 +28,7 @@ def parse_args(argv=None):
     parser.add_argument("--output", "-o", default="samples", help="Output sample directory")
     parser.add_argument("--label", help="Speaker to generate: an index or a name such as p225")
     parser.add_argument("--count", "-c", type=cli.positive_int, default=10, help="Number of samples to generate")
-    parser.add_argument("--rate", type=cli.positive_int, help="Samples rate (must match the snapshot)")
+    parser.add_argument("--rate", type=cli.positive_int, help="Sample rate in Hz (must match the snapshot)")
     parser.add_argument("--length", type=cli.positive_int, default=4096, help="Output sample length")
     parser.add_argument("--seed", type=cli.seed, default=0,
                         help=f"Random seed, 0..{cli.SEED_MAX}: the same seed gives the same audio")
@@ -90,8 +90,12 @@ def main(argv=None):
         write_wav(path, audio, rate)
         if args.plot:
             plot_audio(audio, rate, path[:-4] + ".png")
-    noun = "sample" if args.count == 1 else "samples"
-    print(f"wrote {args.count} {noun} of {args.length / rate:.2f} s at {rate} Hz to {args.output}/")
+        elif os.path.exists(path[:-4] + ".png"):
+            os.remove(path[:-4] + ".png")  # the plot of the wav just replaced
+    files = "wav file" if args.count == 1 else "wav files"
+    of = "" if speaker is None else f", speaker {meta['speakers'][speaker]}"
+    print(f"wrote {args.count} {files} of {args.length:,} samples ({args.length / rate:.2f} s at {rate} Hz{of}) "
+          f"to {args.output}/")
     older = sorted(int(m.group(1)) for n in os.listdir(args.output)
                    if (m := re.fullmatch(r"sample_(\d+)\.wav", n)) and int(m.group(1)) >= args.count)
     if older:

@@ -42,9 +42,13 @@ def main(argv=None):
     context = chunks.receptive_field or R
     scored = chunks.chunk_length - context
     if scored <= 0 or context < R:
+        # flags are not taken from a --resume snapshot: a resumed run may just lack its own
+        fix = ("pass the --stacks_num and --layers_num of the run that wrote --resume, or rerun" if args.resume
+               else "rerun")
         raise UserError(f"{args.data!r} was preprocessed for a receptive field of {chunks.receptive_field} "
-                        f"samples (chunks of {chunks.chunk_length}), this model needs {R}; rerun "
-                        f"preprocess.py with --stacks_num {args.stacks_num} --layers_num {args.layers_num}")
+                        f"samples (chunks of {chunks.chunk_length}), this model (--stacks_num {args.stacks_num} "
+                        f"--layers_num {args.layers_num}) needs {R}; {fix} preprocess.py with --stacks_num "
+                        f"{args.stacks_num} --layers_num {args.layers_num}")
     train_set, val_set = train_val_split(chunks, args.val_fraction, args.seed, groups=chunks.recording,
                                          speakers=chunks.speaker_ids)
     task = Task(name="wavenet", loss=wavenet_nll(scored, conditioned=model.num_speakers > 0), dims=1,

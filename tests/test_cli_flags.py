@@ -16,6 +16,7 @@ import infer_wavenet
 import train
 import train_wavenet
 from wavenet import checkpoint, cli, corpus, receptive_field
+from wavenet.errors import UserError
 
 RATE, STACKS, LAYERS, TARGET = 8000, 1, 4, 64
 TINY_PIXELCNN = ["--dataset", "digits", "-d", "8", "-n", "1", "--out_hidden_dim", "8", "--levels", "4",
@@ -190,19 +191,20 @@ def test_infer_wavenet_says_which_snapshot_and_counts_in_words(world, tmp_path, 
                         "-o", str(tmp_path / "one")])
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == f"using {newest} (newest in {world['wn']}/)"
-    assert printed[-1].startswith("wrote 1 sample of "), printed
+    assert printed[-1].startswith("wrote 1 wav file of 40 samples (0.01 s at 8000 Hz) to "), printed
     infer_wavenet.main(["-m", newest, "-c", "2", "--length", "40", "-o", str(tmp_path / "two")])
     printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == 1 and printed[0].startswith("wrote 2 samples of "), printed
+    assert len(printed) == 1 and printed[0].startswith("wrote 2 wav files of 40 samples"), printed
 
 
 def test_infer_wavenet_names_samples_of_an_earlier_run(world, tmp_path, capsys):
     out = str(tmp_path / "out")
-    infer_wavenet.main(["-m", world["wn"], "-c", "3", "--length", "40", "-o", out])
+    infer_wavenet.main(["-m", world["wn"], "-c", "3", "--length", "40", "-o", out, "--plot"])
     infer_wavenet.main(["-m", world["wn"], "-c", "1", "--length", "40", "-o", out])
     note = capsys.readouterr().out.splitlines()[-1]
     assert note == f"note: {out}/ also holds 2 sample(s) of an earlier run (sample_1.wav, ...), left as they were"
-    assert sorted(os.listdir(out)) == ["sample_0.wav", "sample_1.wav", "sample_2.wav"]
+    # the plot of the replaced sample_0.wav is gone; the earlier run's others stay
+    assert sorted(os.listdir(out)) == ["sample_0.wav", "sample_1.png", "sample_1.wav", "sample_2.png", "sample_2.wav"]
 
 
 def test_a_failed_run_leaves_no_empty_folder_behind(world, tmp_path, monkeypatch, capsys):
@@ -214,3 +216,15 @@ def test_a_failed_run_leaves_no_empty_folder_behind(world, tmp_path, monkeypatch
     (tmp_path / "kept").mkdir()
     assert run_script("train.py", argv[:-4] + ["-o", str(tmp_path / "kept"), "-r", "missing"], monkeypatch) == 2
     assert (tmp_path / "kept").is_dir()
+
+
+def test_the_other_models_folder_names_the_right_script(world, tmp_path):
+    with pytest.raises(UserError, match=r"holds WaveNet snapshots \(wavenet_\d+\), no pixelcnn_<N>; use infer_wavenet.py"):
+        infer.main(["-m", world["wn"], "-o", str(tmp_path / "x.png")])
+    with pytest.raises(UserError, match=r"holds GatedPixelCNN snapshots \(pixelcnn_\d+\), no wavenet_<N>; use infer.py"):
+        infer_wavenet.main(["-m", world["pix"], "-o", str(tmp_path / "x")])
+
+
+def test_resuming_without_the_runs_architecture_flags_says_so(world, tmp_path):
+    with pytest.raises(UserError, match="pass the --stacks_num and --layers_num of the run that wrote --resume"):
+        train_wavenet.main(["-d", world["data"], "-e", "2", "-o", world["wn"], "-r", world["wn"]])

@@ -23,6 +23,8 @@ SNAPSHOT_PREFIX = "snapshot_iter_"  # trainer snapshots; model snapshots are <mo
 MODEL_TYPES = {cls.__name__: cls for cls in (GatedPixelCNN, WaveNet)}
 # the script that owns each model type, named in errors when a snapshot goes to the other one
 SCRIPT_FOR = {"GatedPixelCNN": "infer.py", "WaveNet": "infer_wavenet.py"}
+# model snapshots are named <prefix><iteration> by the trainer of each model type
+PREFIX_FOR = {"GatedPixelCNN": "pixelcnn_", "WaveNet": "wavenet_"}
 
 
 def atomic_write(path, write):
@@ -65,6 +67,10 @@ def resolve(path, prefix):
         return path
     found = newest(path, prefix)
     if found is None:
+        for model_type, other in PREFIX_FOR.items():
+            if other != prefix and newest(path, other):
+                raise UserError(f"{path!r} holds {model_type} snapshots ({os.path.basename(newest(path, other))}), "
+                                f"no {prefix}<N>; use {SCRIPT_FOR[model_type]} for it")
         trainer = newest(path, SNAPSHOT_PREFIX)
         hint = (f"; model snapshots appear when the validation nll improves at an epoch's end, but the "
                 f"trainer snapshot {trainer} holds the weights too: pass it" if trainer else
