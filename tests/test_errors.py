@@ -137,7 +137,7 @@ CASES = [
     ("infer-not-snapshot", "infer.py", ["-m", "{file}"], "is not a readable snapshot", False),
     ("infer-torn-snapshot", "infer.py", ["-m", "{torn}"], "is not a readable snapshot (not a complete PyTorch zip file)", False),
     ("infer-wavenet-snapshot", "infer.py", ["-m", "{wn_model}"], "{wn_model} is a WaveNet snapshot, not a GatedPixelCNN one; use infer_wavenet.py", False),
-    ("infer-wavenet-folder", "infer.py", ["-m", "{wn}"], "holds no pixelcnn_<N> snapshot", False),
+    ("infer-wavenet-folder", "infer.py", ["-m", "{wn}"], "no pixelcnn_<N>; use infer_wavenet.py", False),
     ("infer-old-layout", "infer.py", ["-m", "{old_layout}"], "weights do not fit this version's GatedPixelCNN", False),
     ("infer-contradicts-arch", "infer.py", ["-m", "{pix}", "-d", "16"], "--hidden_dim 16 contradicts", False),
     ("infer-contradicts-levels", "infer.py", ["-m", "{pix}", "--levels", "8"], "--levels 8 contradicts", False),
