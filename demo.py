@@ -62,7 +62,7 @@ def write_tones(folder, files=4, seconds=2.0, hz=TONE_HZ):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter)
     parser.add_argument("--out", default="demo", help="Folder for everything the demo writes")
     out = parser.parse_args().out
     # the trainers refuse an --out folder that holds a run, so that two runs never mix

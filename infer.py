@@ -12,14 +12,16 @@ from wavenet.sampling import sample_images
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="PixelCNN: sample images. The architecture comes from the snapshot; the architecture "
-                    "flags are only checked against it.")
+                    "flags are only checked against it.", formatter_class=cli.HelpFormatter)
     parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
     parser.add_argument("--model", "-m", required=True,
                         help="Path to model for generation: pixelcnn_<N>, snapshot_iter_<N>, "
                              "or a training --out folder (its newest pixelcnn_<N>)")
     parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, help="Number of hidden dimensions")
-    parser.add_argument("--out_hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
-    parser.add_argument("--blocks_num", "-n", type=cli.non_negative_int, help="Number of layers")
+    parser.add_argument("--out_hidden_dim", type=cli.positive_int,
+                        help="Number of hidden dimensions of the output layer")
+    parser.add_argument("--blocks_num", "-n", type=cli.non_negative_int,
+                        help="Number of layers (gated blocks after the first)")
     parser.add_argument("--levels", type=cli.positive_int, help="Level number to quantisize pixel values")
     parser.add_argument("--output", "-o", default="samples.jpg",
                         help="Output filename; its extension picks the format (.jpg, .png, ...)")

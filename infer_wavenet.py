@@ -15,7 +15,7 @@ from wavenet.plots import plot_audio
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="WaveNet: generate audio. The architecture comes from the snapshot; the architecture "
-                    "flags are only checked against it.")
+                    "flags are only checked against it.", formatter_class=cli.HelpFormatter)
     parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
     parser.add_argument("--model", "-m", required=True,
                         help="Path to model for generation: wavenet_<N>, snapshot_iter_<N>, "

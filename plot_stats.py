@@ -49,7 +49,7 @@ def check_layers(history, path, pattern):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     parser.add_argument("log", help="log.json of a run trained with --stats, or its --out folder")
     parser.add_argument("--output", "-o", default="",
                         help="PNG file prefix (default: <run folder>/stats): writes <prefix>_data.png and "

@@ -12,7 +12,8 @@ from wavenet import cli, corpus, receptive_field
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="WaveNet data preprocessing: audio files -> vctk_* chunk files")
+    parser = argparse.ArgumentParser(description="WaveNet data preprocessing: audio files -> vctk_* chunk files",
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("--data", required=True,
                         help="Folder searched recursively for .wav and .flac files; a speaker is the name "
                              "of a file's folder (VCTK: wav48/p225/p225_001.wav)")

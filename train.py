@@ -8,7 +8,7 @@ from wavenet.training import Task, Trainer, seed_everything
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="PixelCNN")
+    parser = argparse.ArgumentParser(description="PixelCNN: train a Gated PixelCNN", formatter_class=cli.HelpFormatter)
     cli.add_training_flags(parser, clip_flags=("--gradclip", "--clip"), clip_help="Bound for gradient hard "
                        "clipping (L2 norm of all gradients; 0: no clipping); --clip is the same flag")
     parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, default=128,

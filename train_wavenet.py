@@ -9,7 +9,8 @@ from wavenet.training import Task, Trainer, seed_everything
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="WaveNet")
+    parser = argparse.ArgumentParser(description="WaveNet: train on a folder written by preprocess.py",
+                                     formatter_class=cli.HelpFormatter)
     cli.add_training_flags(parser)
     parser.add_argument("--data", "-d", default="data/vctk", help="Input data directory (from preprocess.py)")
     parser.add_argument("--hidden_dim", type=cli.positive_int, default=32,

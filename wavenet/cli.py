@@ -29,6 +29,15 @@ def run(main):
         sys.exit(130)  # the shell's status for SIGINT
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows the default of every flag that has one."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == "":
+            return action.help
+        return super()._get_help_string(action)
+
+
 def remove_if_empty(folders):
     """os.rmdir each folder, deepest first, where it is still empty (rmdir never removes content)."""
     for folder in folders:
