@@ -8,7 +8,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-MIN_SPECTROGRAM = 16  # samples; a shorter signal gets only its waveform
+MIN_SPECTROGRAM = 16  # samples; a shorter signal gets its waveform and a note in place of the spectrogram
 
 
 def plot_losses(history, path):
@@ -40,8 +40,12 @@ def plot_audio(samples, rate, path):
         nfft = min(256, 2 ** int(math.log2(len(samples))) // 2)  # at least two windows
         with np.errstate(divide="ignore"):  # digital silence has zero power: log10 gives -inf, drawn black
             spec.specgram(samples, NFFT=nfft, Fs=rate, noverlap=nfft * 3 // 4, cmap="magma")
+        spec.set_ylabel("frequency (Hz)")
+    else:
+        spec.text(0.5, 0.5, f"{len(samples)} samples: too short for a spectrogram", ha="center",
+                  transform=spec.transAxes)
+        spec.set_yticks([])
     spec.set_xlabel("time (s)")
-    spec.set_ylabel("frequency (Hz)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
