@@ -18,7 +18,6 @@ from wavenet.audio import write_wav
 
 TONE_HZ = 500
 TONE_RATE = 8000
-WRITES = ("pixelcnn", "pixelcnn_samples.png", "tones", "tones_data", "wavenet", "wavenet_samples")
 
 
 def run(*args):
@@ -65,28 +64,26 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=cli.HelpFormatter)
     parser.add_argument("--out", default="demo", help="Folder for everything the demo writes")
     out = parser.parse_args().out
+    names = ("pixelcnn", "pixelcnn_samples.png", "tones", "tones_data", "wavenet", "wavenet_samples")
+    paths = [os.path.join(out, name) for name in names]
+    pixelcnn, grid, tones, data, wavenet, audio = paths
     # the trainers refuse an --out folder that holds a run, so that two runs never mix
-    for name in WRITES:
-        path = os.path.join(out, name)
+    for path in paths:
         if os.path.isdir(path):
             shutil.rmtree(path)
         elif os.path.exists(path):
             os.remove(path)
 
-    pixelcnn = os.path.join(out, "pixelcnn")
     run("train.py", "--dataset", "digits", "--levels", "4", "-d", "32", "-n", "4", "--out_hidden_dim", "32",
         "-b", "32", "-e", "20", "-o", pixelcnn)
-    grid = os.path.join(out, "pixelcnn_samples.png")
     run("infer.py", "-m", pixelcnn, "-c", "10", "-o", grid)
 
-    tones, data, wavenet = (os.path.join(out, name) for name in ("tones", "tones_data", "wavenet"))
     write_tones(tones)
     arch = ["--stacks_num", "1", "--layers_num", "6"]
     run("preprocess.py", "--data", tones, "--output", data, "--rate", TONE_RATE, *arch,
         "--target_length", "256", "--workers", "2")
     run("train_wavenet.py", "-d", data, *arch, "--hidden_dim", "16", "--out_hidden_dim", "16",
         "-b", "8", "-e", "40", "--learning_rate", "0.003", "-o", wavenet)
-    audio = os.path.join(out, "wavenet_samples")
     run("infer_wavenet.py", "-m", wavenet, "-c", "2", "--length", TONE_RATE, "-o", audio, "--plot")
 
     print(f"\nGated PixelCNN samples: {grid}\nWaveNet samples ({TONE_HZ} Hz tone): {audio}/sample_0.wav, "

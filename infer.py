@@ -41,7 +41,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.model = cli.resolve_model(args.model, "pixelcnn_")
+    args.model = cli.resolve_model(args.model, "GatedPixelCNN")
     snapshot = checkpoint.load(args.model)
     model = checkpoint.build_model(snapshot, "GatedPixelCNN", args.model)
     checkpoint.check_flags(snapshot, {"hidden_dim": args.hidden_dim, "out_hidden_dim": args.out_hidden_dim,

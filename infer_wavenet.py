@@ -63,7 +63,7 @@ def speaker_index(label, speakers, model):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.model = cli.resolve_model(args.model, "wavenet_")
+    args.model = cli.resolve_model(args.model, "WaveNet")
     snapshot = checkpoint.load(args.model)
     model = checkpoint.build_model(snapshot, "WaveNet", args.model)
     meta = snapshot["meta"]

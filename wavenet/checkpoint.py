@@ -68,8 +68,9 @@ def resolve(path, prefix):
     found = newest(path, prefix)
     if found is None:
         for model_type, other in PREFIX_FOR.items():
-            if other != prefix and newest(path, other):
-                raise UserError(f"{path!r} holds {model_type} snapshots ({os.path.basename(newest(path, other))}), "
+            theirs = newest(path, other) if other != prefix else None
+            if theirs:
+                raise UserError(f"{path!r} holds {model_type} snapshots ({os.path.basename(theirs)}), "
                                 f"no {prefix}<N>; use {SCRIPT_FOR[model_type]} for it")
         trainer = newest(path, SNAPSHOT_PREFIX)
         hint = (f"; model snapshots appear when the validation nll improves at an epoch's end, but the "

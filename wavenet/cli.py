@@ -6,6 +6,7 @@ import sys
 
 import torch
 
+from . import checkpoint
 from .errors import UserError
 
 created = []  # folders writable_folder made, deepest first; run() removes those a failure left empty
@@ -112,7 +113,7 @@ def seed(text):
 
 def mu_law_levels(text):
     """argparse type: a number of mu-law levels, 2..256 (each code is stored in one byte)."""
-    from .corpus import MAX_LEVELS
+    from .corpus import MAX_LEVELS  # here, not at the top: corpus loads librosa, which train.py never needs
     value = int(text)
     if not 2 <= value <= MAX_LEVELS:
         raise argparse.ArgumentTypeError(f"must be an integer from 2 to {MAX_LEVELS}, got {text}")
@@ -168,10 +169,10 @@ def writable_folder(path, flag):
     return path
 
 
-def resolve_model(path, prefix):
-    """--model as a snapshot path: for a folder its newest `<prefix><N>`, printed so the user sees which."""
-    from . import checkpoint
-    found = checkpoint.resolve(path, prefix)
+def resolve_model(path, model_type):
+    """--model as a snapshot path: for a folder its newest model snapshot of `model_type`, printed so the
+    user sees which."""
+    found = checkpoint.resolve(path, checkpoint.PREFIX_FOR[model_type])
     if os.path.isdir(path):
         print(f"using {found} (newest in {os.path.join(path, '')})")
     return found
