@@ -6,7 +6,7 @@ import torch
 from wavenet import checkpoint, cli
 from wavenet.errors import UserError
 from wavenet.images import check_output, save_grid
-from wavenet.sampling import sample_images
+from wavenet.pixelcnn_sampling import sample_images
 
 
 def parse_args(argv=None):

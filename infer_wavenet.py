@@ -8,8 +8,9 @@ import torch
 from wavenet import checkpoint, cli
 from wavenet.audio import load_audio, mu_law_decode, mu_law_encode, write_wav
 from wavenet.errors import UserError
-from wavenet.generation import generate
+from wavenet.files import writable_folder
 from wavenet.plots import plot_audio
+from wavenet.wavenet_sampling import generate
 
 
 def parse_args(argv=None):
@@ -78,7 +79,7 @@ def main(argv=None):
     prime = None
     if args.prime:
         prime = torch.from_numpy(mu_law_encode(load_audio(args.prime, rate), model.levels)).long()
-    cli.writable_folder(args.output, "--output")
+    writable_folder(args.output, "--output")
     device = cli.select_device(args.gpu)
     codes = generate(model.to(device), args.count, args.length,
                      speaker=None if speaker is None else torch.full((args.count,), speaker, device=device),

@@ -9,6 +9,9 @@ import argparse
 import os
 
 from wavenet import cli, corpus, receptive_field
+from wavenet.files import writable_folder
+from wavenet.preprocessing import preprocess
+from wavenet.windows import WindowGeometry
 
 
 def main(argv=None):
@@ -34,11 +37,10 @@ def main(argv=None):
                         help="Number of mu-law levels (2..256; one byte per sample)")
     args = parser.parse_args(argv)
 
-    cli.writable_folder(args.output, "--output")
-    field = receptive_field(args.stacks_num, args.layers_num)
-    summary = corpus.preprocess(args.data, args.output, args.rate, field + args.target_length,
-                                workers=args.workers, flush_every=args.flush_every, levels=args.levels,
-                                receptive_field=field)
+    writable_folder(args.output, "--output")
+    geometry = WindowGeometry(receptive_field(args.stacks_num, args.layers_num), args.target_length)
+    summary = preprocess(args.data, args.output, args.rate, geometry.length, workers=args.workers,
+                         flush_every=args.flush_every, levels=args.levels, receptive_field=geometry.receptive_field)
     print(summary.format_summary())
     print(f"saved in {args.output}: {corpus.CODES_FILE}, {corpus.SPEAKERS_FILE}, {corpus.RECORDINGS_FILE}, "
           f"{corpus.META_FILE}")

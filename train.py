@@ -3,8 +3,10 @@ import argparse
 
 from wavenet import GatedPixelCNN, cli
 from wavenet.data import DATASETS, load_images
+from wavenet.files import writable_folder
+from wavenet.launch import train
 from wavenet.objectives import pixelcnn_nll
-from wavenet.training import Task, Trainer, seed_everything
+from wavenet.training import Task, seed_everything
 
 
 def parse_args(argv=None):
@@ -28,16 +30,16 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     device = cli.select_device(args.gpu)
-    cli.writable_folder(args.out, "--out")
+    writable_folder(args.out, "--out")
     train_set = load_images(args.dataset, args.data_dir, True, args.levels)
     test_set = load_images(args.dataset, args.data_dir, False, args.levels)
     seed_everything(args.seed)
     q, _ = train_set[0]
     C, H, W = q.shape
     model = GatedPixelCNN(C, args.hidden_dim, args.blocks_num, args.out_hidden_dim, args.levels, num_classes=10)
-    task = Task(name="pixelcnn", loss=pixelcnn_nll(args.levels), dims=C * H * W,
+    task = Task(loss=pixelcnn_nll(args.levels), dims=C * H * W,
                 meta={"dataset": args.dataset, "levels": args.levels, "height": H, "width": W})
-    Trainer(model, task, train_set, test_set, cli.settings_from_args(args), device, vars(args)).fit()
+    train(model, task, train_set, test_set, cli.settings_from_args(args), device, vars(args))
 
 
 if __name__ == "__main__":

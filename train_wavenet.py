@@ -2,10 +2,13 @@
 import argparse
 
 from wavenet import WaveNet, cli
-from wavenet.corpus import AudioChunks, train_val_split
 from wavenet.errors import UserError
+from wavenet.files import writable_folder
+from wavenet.launch import train
 from wavenet.objectives import wavenet_nll
-from wavenet.training import Task, Trainer, seed_everything
+from wavenet.splits import train_val_split
+from wavenet.training import Task, seed_everything
+from wavenet.windows import AudioWindows, WindowsDoNotFit
 
 
 def parse_args(argv=None):
@@ -31,31 +34,29 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     device = cli.select_device(args.gpu)
-    cli.writable_folder(args.out, "--out")
-    chunks = AudioChunks(args.data, levels=args.levels)
+    writable_folder(args.out, "--out")
+    windows = AudioWindows(args.data, levels=args.levels)
     seed_everything(args.seed)
-    speakers = len(chunks.speakers)
+    speakers = len(windows.speakers)
     model = WaveNet(args.levels, args.hidden_dim, args.out_hidden_dim, args.stacks_num, args.layers_num,
                     num_speakers=speakers if speakers > 1 else 0)
     R = model.receptive_field
-    # the windows' targets follow the receptive field the data was cut for; a smaller model
-    # ignores the extra context (the original's files record none: their chunks fit the model)
-    context = chunks.receptive_field or R
-    scored = chunks.chunk_length - context
-    if scored <= 0 or context < R:
+    try:
+        scored = windows.target_length_for(R)
+    except WindowsDoNotFit:
         # flags are not taken from a --resume snapshot: a resumed run may just lack its own
         fix = ("pass the --stacks_num and --layers_num of the run that wrote --resume, or rerun" if args.resume
                else "rerun")
-        raise UserError(f"{args.data!r} was preprocessed for a receptive field of {chunks.receptive_field} "
-                        f"samples (chunks of {chunks.chunk_length}), this model (--stacks_num {args.stacks_num} "
+        raise UserError(f"{args.data!r} was preprocessed for a receptive field of {windows.receptive_field} "
+                        f"samples (chunks of {windows.chunk_length}), this model (--stacks_num {args.stacks_num} "
                         f"--layers_num {args.layers_num}) needs {R}; {fix} preprocess.py with --stacks_num "
-                        f"{args.stacks_num} --layers_num {args.layers_num}")
-    train_set, val_set = train_val_split(chunks, args.val_fraction, args.seed, groups=chunks.recording,
-                                         speakers=chunks.speaker_ids)
-    task = Task(name="wavenet", loss=wavenet_nll(scored, conditioned=model.num_speakers > 0), dims=1,
-                meta={"rate": chunks.rate, "levels": args.levels, "speakers": chunks.speakers,
+                        f"{args.stacks_num} --layers_num {args.layers_num}") from None
+    train_set, val_set = train_val_split(windows, args.val_fraction, args.seed, groups=windows.recording,
+                                         speakers=windows.speaker_ids)
+    task = Task(loss=wavenet_nll(scored, conditioned=model.num_speakers > 0), dims=1,
+                meta={"rate": windows.rate, "levels": args.levels, "speakers": windows.speakers,
                       "receptive_field": R, "target_length": scored})
-    Trainer(model, task, train_set, val_set, cli.settings_from_args(args), device, vars(args)).fit()
+    train(model, task, train_set, val_set, cli.settings_from_args(args), device, vars(args))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from machine import cpu_model  # bench/machine.py, beside this script
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wavenet.models import GatedPixelCNN  # noqa: E402
-from wavenet.sampling import sample_images  # noqa: E402
+from wavenet.pixelcnn_sampling import sample_images  # noqa: E402
 
 TARGET_SECONDS = 120       # the budget for infer.py's defaults on 2 CPU cores
 TARGET_SPEEDUP = 100       # cached must beat naive by at least this factor

@@ -23,8 +23,8 @@ from machine import cpu_model  # bench/machine.py, beside this script
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from wavenet.generation import SESSIONS  # noqa: E402
 from wavenet.models import WaveNet  # noqa: E402
+from wavenet.wavenet_sampling import SESSIONS  # noqa: E402
 
 TARGET_ONE_STREAM = 16_000   # samples/s of one stream on one core (numba)
 TARGET_STREAMS = 50_000      # samples/s in all for --streams streams on --numba_threads cores

@@ -1,10 +1,12 @@
 """Snapshots: round trips, atomic writes, and refusal of files that are not safe snapshots."""
+import dataclasses
 import os
 import pickle
 
 import pytest
 import torch
 
+from wavenet import files
 from wavenet import GatedPixelCNN, WaveNet, checkpoint
 from wavenet.errors import UserError
 
@@ -13,7 +15,7 @@ from wavenet.errors import UserError
                                    WaveNet(16, 8, 8, 1, 3, num_speakers=2)])
 def test_model_round_trip_rebuilds_from_config_alone(tmp_path, model):
     path = str(tmp_path / "model")
-    checkpoint.save(path, checkpoint.model_snapshot(model, {"levels": model.config["levels"]}))
+    checkpoint.save(path, checkpoint.model_snapshot(model, {"levels": model.config.levels}))
     rebuilt = checkpoint.build_model(checkpoint.load(path), type(model).__name__)
     for name, value in model.state_dict().items():
         assert torch.equal(value, rebuilt.state_dict()[name])
@@ -57,14 +59,14 @@ def test_not_a_snapshot_and_missing_file(tmp_path):
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     path = str(tmp_path / "file")
-    checkpoint.atomic_write(path, lambda f: f.write(b"old"))
+    files.atomic_write(path, lambda f: f.write(b"old"))
 
     def crash(f):
         f.write(b"half of the new")
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        checkpoint.atomic_write(path, crash)
+        files.atomic_write(path, crash)
     assert open(path, "rb").read() == b"old"
     assert os.listdir(tmp_path) == ["file"]
 
@@ -74,3 +76,25 @@ def test_flags_that_contradict_the_snapshot_are_errors():
     checkpoint.check_flags(snapshot, {"hidden_dim": 8, "levels": None}, "m")
     with pytest.raises(UserError, match="--hidden_dim 16 contradicts m.*--hidden_dim 8"):
         checkpoint.check_flags(snapshot, {"hidden_dim": 16}, "m")
+
+
+OLD_VERSION = os.path.join(os.path.dirname(__file__), "fixtures", "c5e1cea")  # written by that version
+
+
+def old_model(name, model_type):
+    """The model of snapshot `name` written by version c5e1cea, whose config was a plain dict."""
+    snapshot = checkpoint.load(os.path.join(OLD_VERSION, name))
+    model = checkpoint.build_model(snapshot, model_type).eval()
+    assert dataclasses.asdict(model.config) == snapshot["config"]  # the same keys, so it saves the same
+    return model
+
+
+def test_snapshots_of_version_c5e1cea_rebuild_and_give_its_logits():
+    expected = torch.load(os.path.join(OLD_VERSION, "expected.pt"))
+    pixelcnn, wavenet = old_model("pixelcnn_6", "GatedPixelCNN"), old_model("wavenet_5", "WaveNet")
+    with torch.no_grad():
+        pixelcnn_logits = pixelcnn(expected["pixelcnn_input"].float() / 3, expected["pixelcnn_label"])
+        wavenet_logits = wavenet(expected["wavenet_codes"], expected["wavenet_speaker"])
+    # the same float32 arithmetic as then; the tolerance only covers another CPU's summation order
+    torch.testing.assert_close(pixelcnn_logits, expected["pixelcnn_logits"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(wavenet_logits, expected["wavenet_logits"], rtol=0, atol=1e-5)

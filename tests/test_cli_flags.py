@@ -15,7 +15,8 @@ import infer
 import infer_wavenet
 import train
 import train_wavenet
-from wavenet import checkpoint, cli, corpus, receptive_field
+from wavenet import files
+from wavenet import checkpoint, cli, preprocessing, receptive_field
 from wavenet.errors import UserError
 
 RATE, STACKS, LAYERS, TARGET = 8000, 1, 4, 64
@@ -34,7 +35,7 @@ def world(tmp_path_factory):
     tone.parent.mkdir(parents=True)
     sf.write(str(tone), 0.3 * np.sin(2 * np.pi * 300 * np.arange(int(0.3 * RATE)) / RATE), RATE)
     field = receptive_field(STACKS, LAYERS)
-    corpus.preprocess(str(tmp / "tones"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
+    preprocessing.preprocess(str(tmp / "tones"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
     # one torch thread, as for the whole suite (tests/conftest.py sets OMP_NUM_THREADS=1)
     train.main(TINY_PIXELCNN + ["-o", str(tmp / "pix")])
     train_wavenet.main(TINY_WAVENET + ["-d", str(tmp / "data"), "-o", str(tmp / "wn")])
@@ -178,7 +179,7 @@ def test_the_flags_at_their_bounds_train(tmp_path):
 
 
 def test_infer_says_which_snapshot_a_folder_gave(world, tmp_path, capsys):
-    newest = checkpoint.newest(world["pix"], "pixelcnn_")
+    newest = files.newest(world["pix"], "pixelcnn_")
     infer.main(["-m", world["pix"], "-c", "1", "-o", str(tmp_path / "a.png")])
     assert capsys.readouterr().out.splitlines()[0] == f"using {newest} (newest in {world['pix']}/)"
     infer.main(["-m", newest, "-c", "1", "-o", str(tmp_path / "b.png")])  # a file: nothing to say
@@ -186,7 +187,7 @@ def test_infer_says_which_snapshot_a_folder_gave(world, tmp_path, capsys):
 
 
 def test_infer_wavenet_says_which_snapshot_and_counts_in_words(world, tmp_path, capsys):
-    newest = checkpoint.newest(world["wn"], "wavenet_")
+    newest = files.newest(world["wn"], "wavenet_")
     infer_wavenet.main(["-m", world["wn"], "-c", "1", "--length", "40", "--temperature", "0",
                         "-o", str(tmp_path / "one")])
     printed = capsys.readouterr().out.splitlines()

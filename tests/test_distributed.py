@@ -21,10 +21,11 @@ import torch.multiprocessing as mp
 from torch.utils.data import TensorDataset
 
 from wavenet import GatedPixelCNN, checkpoint, receptive_field
-from wavenet.corpus import preprocess
+from wavenet.preprocessing import preprocess
 from wavenet.errors import UserError
 from wavenet.objectives import pixelcnn_nll
-from wavenet.training import Settings, Task, Trainer, seed_everything
+from wavenet.launch import Settings, build_trainer
+from wavenet.training import Task, seed_everything
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_PIXELCNN = ["--dataset", "digits", "-d", "8", "-n", "1", "--out_hidden_dim", "8", "--levels", "4",
@@ -103,16 +104,16 @@ def tiny_trainer(out, epoch=1):
     q = torch.randint(0, LEVELS, (BATCH + VAL_ITEMS, 3, 8, 8), generator=g).to(torch.uint8)
     labels = torch.randint(0, 10, (BATCH + VAL_ITEMS,), generator=g)
     train_set, val_set = TensorDataset(q[:BATCH], labels[:BATCH]), TensorDataset(q[BATCH:], labels[BATCH:])
-    task = Task(name="pixelcnn", loss=pixelcnn_nll(LEVELS), dims=3 * 8 * 8, meta={})
+    task = Task(loss=pixelcnn_nll(LEVELS), dims=3 * 8 * 8, meta={})
     os.makedirs(out, exist_ok=True)
     settings = Settings(out=str(out), batchsize=2, clip=0.0, epoch=epoch)
-    return Trainer(model, task, train_set, val_set, settings, torch.device("cpu")), train_set.tensors
+    return build_trainer(model, task, train_set, val_set, settings, torch.device("cpu")), train_set.tensors
 
 
 def one_step(trainer, batch):
     """One Trainer step on `batch`; the weights after it, the gradients of it and the validation sums."""
     trainer.step(batch)
-    val_sum, val_items = trainer.all_sum(*trainer.evaluate())
+    val_sum, val_items = trainer.group.all_sum(*trainer.evaluate())
     return {"weights": {k: v.clone() for k, v in trainer.model.state_dict().items()},
             "grads": {k: p.grad.clone() for k, p in trainer.model.named_parameters()},
             "val": (val_sum, val_items)}

@@ -16,7 +16,8 @@ import soundfile as sf
 import torch
 from conftest import ROOT
 
-from wavenet import checkpoint, cli, corpus, receptive_field
+from wavenet import files
+from wavenet import checkpoint, cli, preprocessing, receptive_field, windows
 
 RATE, STACKS, LAYERS, TARGET = 8000, 1, 4, 64
 TINY_PIXELCNN = ["--dataset", "digits", "-d", "8", "-n", "1", "--out_hidden_dim", "8", "--levels", "4",
@@ -42,8 +43,8 @@ def world(tmp_path_factory):
     for i, (subtype, rate, channels) in enumerate(FORMATS):  # two speakers: a conditioned WaveNet
         write_tone(tmp / "tones" / f"p{225 + i % 2}" / f"t{i}.wav", 0.3, rate, subtype, channels, 200 + 50 * i)
     field = receptive_field(STACKS, LAYERS)
-    corpus.preprocess(str(tmp / "tones"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
-    corpus.preprocess(str(tmp / "tones"), str(tmp / "data16k"), 2 * RATE, field + TARGET, receptive_field=field)
+    preprocessing.preprocess(str(tmp / "tones"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
+    preprocessing.preprocess(str(tmp / "tones"), str(tmp / "data16k"), 2 * RATE, field + TARGET, receptive_field=field)
     (tmp / "empty").mkdir()
     (tmp / "empty" / "notes.txt").write_text("no audio here")
     (tmp / "notaudio").mkdir()
@@ -64,8 +65,8 @@ def world(tmp_path_factory):
         torch.set_num_threads(threads)
     paths = {name: str(tmp / name) for name in os.listdir(tmp)}
     paths["tmp"] = str(tmp)
-    paths["pix_model"] = checkpoint.newest(paths["pix"], "pixelcnn_")
-    paths["wn_model"] = checkpoint.newest(paths["wn"], "wavenet_")
+    paths["pix_model"] = files.newest(paths["pix"], "pixelcnn_")
+    paths["wn_model"] = files.newest(paths["wn"], "wavenet_")
     # a snapshot of an older version of the model: a weight this version does not have
     old = checkpoint.load(paths["pix_model"])
     old["model"]["retired_layer.weight"] = torch.zeros(1)
@@ -183,8 +184,8 @@ def assert_one_line_error(status, stderr, fragment):
 
 
 def needs_generation(script):
-    if script == "infer_wavenet.py":  # wavenet/generation.py may be missing while it is written
-        pytest.importorskip("wavenet.generation")
+    if script == "infer_wavenet.py":  # wavenet/wavenet_sampling.py may be missing while it is written
+        pytest.importorskip("wavenet.wavenet_sampling")
 
 
 @pytest.mark.parametrize("script,argv,fragment", [case[1:4] for case in CASES], ids=[case[0] for case in CASES])
@@ -222,7 +223,7 @@ def test_short_files_are_skipped_and_counted_and_every_format_is_read(world, tmp
     summary = capsys.readouterr().out.splitlines()[0]
     assert summary.startswith(f"read {len(FORMATS) + 1} of {len(FORMATS) + 1} files"), summary
     assert "skipped 1: 1 shorter than one chunk" in summary and "from 2 speaker(s)" in summary, summary
-    chunks = corpus.AudioChunks(str(tmp_path / "pre_out"))
+    chunks = windows.AudioWindows(str(tmp_path / "pre_out"))
     assert chunks.receptive_field == receptive_field(STACKS, LAYERS)
     # each tone is 0.3 s: 2400 samples at 8 kHz after a lead-in of one receptive field of silence;
     # windows of field + TARGET samples that start TARGET apart make TARGET of them targets each

@@ -65,7 +65,8 @@ def test_pixelcnn_output_shape_and_label_check():
         model(torch.rand(1, 3, 5, 7), torch.tensor([10]))
 
 
-@pytest.mark.parametrize("stacks, layers, kernel", [(1, 3, 2), (2, 3, 2), (1, 4, 3)])
+# kernel 1: every convolution is 1x1 and output t sees x[t-1] alone (receptive field 1)
+@pytest.mark.parametrize("stacks, layers, kernel", [(1, 3, 2), (2, 3, 2), (1, 4, 3), (1, 2, 1)])
 def test_wavenet_receptive_field_is_exact(stacks, layers, kernel):
     torch.manual_seed(0)
     levels = 8

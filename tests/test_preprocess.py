@@ -1,8 +1,10 @@
-"""preprocess: audio folders -> vctk_* chunk files, and AudioChunks reading them (wavenet/corpus.py, preprocess.py)."""
+"""preprocess: audio folders -> vctk_* chunk files, and AudioWindows reading them (wavenet/preprocessing.py,
+wavenet/windows.py, wavenet/splits.py, preprocess.py)."""
 import json
 import multiprocessing
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -12,13 +14,16 @@ import soundfile as sf
 import torch
 from conftest import ROOT, SHARED_DATA
 
-from wavenet import corpus, receptive_field
+from wavenet import preprocessing, receptive_field
 from wavenet.audio import load_audio, mu_law_decode, mu_law_encode
-from wavenet.corpus import AudioChunks, preprocess, train_val_split
 from wavenet.errors import UserError
+from wavenet.preprocessing import preprocess
+from wavenet.splits import train_val_split
+from wavenet.windows import AudioWindows
 
 RATE = 8000
 CHUNK = 500
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "c5e1cea")  # written by that version
 FILES = ("vctk_codes.npy", "vctk_speakers.npy", "vctk_recordings.npy", "vctk_meta.json")
 
 
@@ -49,7 +54,7 @@ def test_vctk_folders_become_chunks_with_speakers(vctk, tmp_path):
     assert str(summary).startswith("read 3 of 3 files (0.4 s of audio at 8,000 Hz), wrote 9 chunks")
     one = preprocess(str(vctk / "wav48_silence_trimmed"), str(tmp_path / "one"), RATE, CHUNK)
     assert str(one).startswith("read 1 of 1 file (")
-    ds = AudioChunks(str(out))
+    ds = AudioWindows(str(out))
     assert (len(ds), ds.rate, ds.chunk_length, ds.levels, ds.speakers) == (6, RATE, CHUNK, 256, ["p225", "p226"])
     codes, speaker = ds[0]
     assert codes.shape == (CHUNK,) and codes.dtype == torch.long and codes.max() < 256
@@ -98,7 +103,7 @@ def test_an_unexpected_error_in_a_worker_surfaces(vctk, tmp_path, monkeypatch):
     # the original's thread pool swallowed worker exceptions and exited 0 with nothing written
     def broken(path, rate):
         raise RuntimeError(f"bug while reading {path}")
-    monkeypatch.setattr(corpus, "load_audio", broken)
+    monkeypatch.setattr(preprocessing, "load_audio", broken)
     with pytest.raises(RuntimeError, match="bug while reading"):
         preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK, workers=2)
     assert os.listdir(tmp_path / "out") == []
@@ -120,18 +125,18 @@ def test_no_usable_audio_is_a_user_error(vctk, tmp_path):
 def test_audio_chunks_errors_name_the_fix(vctk, tmp_path):
     (tmp_path / "nothing").mkdir()
     with pytest.raises(UserError, match="run preprocess.py --data"):
-        AudioChunks(str(tmp_path / "nothing"))
+        AudioWindows(str(tmp_path / "nothing"))
     with pytest.raises(UserError, match="run preprocess.py --data"):
-        AudioChunks(str(tmp_path / "missing"))
+        AudioWindows(str(tmp_path / "missing"))
     preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK, levels=16)
-    assert AudioChunks(str(tmp_path / "out")).levels == 16
+    assert AudioWindows(str(tmp_path / "out")).levels == 16
     with pytest.raises(UserError, match="16 mu-law levels"):
-        AudioChunks(str(tmp_path / "out"), levels=256)
+        AudioWindows(str(tmp_path / "out"), levels=256)
 
 
 def test_split_is_deterministic_disjoint_and_never_empty(vctk, tmp_path):
     preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK)
-    ds = AudioChunks(str(tmp_path / "out"))
+    ds = AudioWindows(str(tmp_path / "out"))
     train, val = train_val_split(ds, 0.2, seed=3)
     again = train_val_split(ds, 0.2, seed=3)
     assert (train.indices, val.indices) == (again[0].indices, again[1].indices)
@@ -144,7 +149,7 @@ def test_windows_make_every_sample_a_target_once(vctk, tmp_path):
     """With a receptive field R, windows start T = chunk - R apart within each recording."""
     R, T = 300, CHUNK - 300
     preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK, receptive_field=R)
-    ds = AudioChunks(str(tmp_path / "out"))
+    ds = AudioWindows(str(tmp_path / "out"))
     stored = ds.codes[:].reshape(-1)
     first_chunk = 0
     for recording, samples in enumerate(ds.recording_samples):
@@ -170,19 +175,19 @@ def test_folders_of_format_1_read_as_before(vctk, tmp_path):
     meta = json.loads((out / "vctk_meta.json").read_text())
     (out / "vctk_meta.json").write_text(json.dumps({**meta, "format": 1}))
     os.remove(out / "vctk_recordings.npy")
-    ds = AudioChunks(str(out))
+    ds = AudioWindows(str(out))
     assert len(ds) == len(ds.codes) == 9 and ds.receptive_field == 120
     assert np.array_equal(np.stack([ds[i][0].numpy() for i in range(9)]), ds.codes[:])
     np.save(out / "vctk_recordings.npy", np.array([4, 4]))
     (out / "vctk_meta.json").write_text(json.dumps({**meta, "recordings": 2}))
     with pytest.raises(UserError, match="does not add up to the 9 chunks"):
-        AudioChunks(str(out))
+        AudioWindows(str(out))
 
 
 def test_validation_holds_out_whole_recordings(vctk, tmp_path):
     write_tone(vctk / "wav48" / "p226" / "p226_002.wav", 0.2)
     preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK, receptive_field=120)
-    ds = AudioChunks(str(tmp_path / "out"))
+    ds = AudioWindows(str(tmp_path / "out"))
     for fraction in (0.05, 0.25, 0.5, 0.9):
         train, val = train_val_split(ds, fraction, seed=0, groups=ds.recording, speakers=ds.speaker_ids)
         assert sorted(train.indices + val.indices) == list(range(len(ds)))
@@ -197,13 +202,13 @@ def test_validation_holds_out_whole_recordings(vctk, tmp_path):
 
 def test_validation_splits_windows_where_no_recording_can_go(vctk, tmp_path):
     preprocess(str(vctk / "wav48_silence_trimmed"), str(tmp_path / "out"), RATE, CHUNK, receptive_field=120)
-    ds = AudioChunks(str(tmp_path / "out"))  # one recording
+    ds = AudioWindows(str(tmp_path / "out"))  # one recording
     train, val = train_val_split(ds, 0.25, seed=0, groups=ds.recording, speakers=ds.speaker_ids)
     assert (len(ds), len(train), len(val)) == (2, 1, 1)
     # two speakers with one recording each: holding one out would leave a speaker untrained
     os.remove(vctk / "wav48" / "p225" / "p225_002.wav")
     preprocess(str(vctk), str(tmp_path / "two"), RATE, CHUNK, receptive_field=120)
-    ds = AudioChunks(str(tmp_path / "two"))
+    ds = AudioWindows(str(tmp_path / "two"))
     train, val = train_val_split(ds, 0.25, seed=0, groups=ds.recording, speakers=ds.speaker_ids)
     assert set(ds.recording[val.indices]) <= set(ds.recording[train.indices])
     assert set(ds.speaker_ids[train.indices]) == {0, 1} and len(val) == round(0.25 * len(ds))
@@ -212,7 +217,7 @@ def test_validation_splits_windows_where_no_recording_can_go(vctk, tmp_path):
 def test_pickled_dataset_maps_the_file_again(vctk, tmp_path):
     # DataLoader workers started by spawn receive a pickled dataset
     preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK)
-    ds = AudioChunks(str(tmp_path / "out"))
+    ds = AudioWindows(str(tmp_path / "out"))
     copy = pickle.loads(pickle.dumps(ds))
     assert isinstance(copy.codes, np.memmap)
     assert all(torch.equal(a, b) for a, b in zip(ds[5], copy[5]))
@@ -235,12 +240,23 @@ def test_reads_the_original_chainer_format(tmp_path):
         np.save(f, (compand + 1) / 2)
     with open(tmp_path / "vctk_0_label", "wb") as f:
         np.save(f, np.array([48, 48, 48]))        # speaker guesses of the original: ignored
-    ds = AudioChunks(str(tmp_path))
+    ds = AudioWindows(str(tmp_path))
     assert (len(ds), ds.chunk_length, ds.levels, ds.rate, ds.speakers) == (7, T, levels, None, ["unknown"])
     expected = np.concatenate([batch, single[None], one_hot[None], mu_law_encode(x)])
     assert np.array_equal(np.stack([ds[i][0].numpy() for i in range(7)]), expected)
     assert all(int(ds[i][1]) == 0 for i in range(7))
     assert np.allclose(mu_law_decode(ds.codes[4:5]), mu_law_decode(one_hot[None]))
+
+
+def test_a_folder_written_by_version_c5e1cea_reads_as_it_did(tmp_path):
+    """The committed format-2 folder gives the windows it gave when it was written."""
+    shutil.copytree(os.path.join(FIXTURES, "corpus"), tmp_path / "corpus")
+    expected = torch.load(os.path.join(FIXTURES, "expected.pt"), weights_only=True)
+    ds = AudioWindows(str(tmp_path / "corpus"), levels=256)
+    assert len(ds) == int(expected["windows"])
+    codes, speaker = ds[7]
+    assert torch.equal(codes, expected["window_7"])
+    assert torch.equal(speaker, expected["window_7_speaker"])
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED_DATA, "speech", "ljspeech")),
@@ -256,7 +272,7 @@ def test_real_speech_at_8khz(tmp_path):
     seconds = sum(sf.info(str(data / name)).duration for name in os.listdir(data))
     assert summary.files_read == 3 and summary.seconds == pytest.approx(seconds, abs=0.01)
     assert summary.chunks == pytest.approx(seconds * 8000 / chunk, abs=3)
-    ds = AudioChunks(str(tmp_path / "out"))
+    ds = AudioWindows(str(tmp_path / "out"))
     assert ds.receptive_field == receptive_field(2, 4) and ds.speakers == ["lj"]
     # mu-law spreads speech over most codes, centred on silence and rarely at full scale
     codes = ds.codes[:].astype(int)

@@ -19,9 +19,10 @@ import soundfile as sf
 import torch
 from conftest import ROOT
 
-from wavenet import checkpoint, corpus, receptive_field
+from wavenet import files
+from wavenet import checkpoint, preprocessing, receptive_field
 from wavenet.errors import UserError
-from wavenet.training import SNAPSHOT_PREFIX
+from wavenet.registry import TRAINER_SNAPSHOT as SNAPSHOT_PREFIX
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # 23 iterations per epoch of digits at -b 64: 4 epochs are 92 iterations, a multiple of --snapshot_every 4
@@ -54,16 +55,16 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 # preprocess.py that hangs once it starts on the second file, after saying so: interrupted mid-write
 STALLING_DECODE = """
 import runpy, sys, time
-import wavenet.corpus as corpus
+import wavenet.preprocessing as preprocessing
 flag = sys.argv.pop()
-real_chunk_file, calls = corpus.chunk_file, []
+real_chunk_file, calls = preprocessing.chunk_file, []
 def stalling_chunk_file(*args, **kwargs):
     if calls:
         open(flag, "w").close()
         time.sleep(600)
     calls.append(args)
     return real_chunk_file(*args, **kwargs)
-corpus.chunk_file = stalling_chunk_file
+preprocessing.chunk_file = stalling_chunk_file
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -168,7 +169,7 @@ def speech(tmp_path_factory):
         t = np.arange(RATE // 2) / RATE
         sf.write(str(path), 0.3 * np.sin(2 * np.pi * (200 + 70 * i) * t), RATE, subtype="PCM_16")
     field = receptive_field(STACKS, LAYERS)
-    corpus.preprocess(str(tmp / "wav"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
+    preprocessing.preprocess(str(tmp / "wav"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
     return str(tmp / "data")
 
 
@@ -231,7 +232,7 @@ def test_ctrl_c_snapshots_and_names_the_snapshot(tmp_path):
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 2 and "Traceback" not in stderr, stderr
     last = stderr.replace("\r", "\n").strip().splitlines()[-1]
-    path = checkpoint.newest(out, SNAPSHOT_PREFIX)
+    path = files.newest(out, SNAPSHOT_PREFIX)
     assert last == f"error: interrupted at iteration {path.rsplit('_', 1)[1]}; resume with --resume {path}"
     assert checkpoint.load(path)["state"]["epoch"] < 50
 
@@ -244,7 +245,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_snapshot(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     last = run.stderr.replace("\r", "\n").strip().splitlines()[-1]
-    kept = checkpoint.newest(out, SNAPSHOT_PREFIX)
+    kept = files.newest(out, SNAPSHOT_PREFIX)
     iteration = int(kept.rsplit("_", 1)[1])
     assert last.startswith(f"error: the loss became nan at iteration {iteration + 1}; "
                            f"resume from the last snapshot, {kept}, with a smaller --learning_rate"), last
@@ -297,7 +298,7 @@ def test_resume_refuses_data_that_changed(speech, tmp_path):
     shutil.copy(os.path.join(wav, "p225", "0.wav"), os.path.join(wav, "p225", "4.wav"))
     field = receptive_field(STACKS, LAYERS)
     data = str(tmp_path / "data")
-    corpus.preprocess(wav, data, RATE, field + TARGET, receptive_field=field)
+    preprocessing.preprocess(wav, data, RATE, field + TARGET, receptive_field=field)
     flags[flags.index(speech)] = data
     with pytest.raises(UserError, match=r"was trained on \d+ training and \d+ validation items; this data gives"):
         train_wavenet.main(flags + ["-e", "2", "-r", out])

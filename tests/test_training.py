@@ -115,3 +115,25 @@ def test_resume_from_a_snapshot_after_the_last_batch_of_an_epoch(tmp_path, monke
     monkeypatch.setattr(Trainer, "end_epoch", end_epoch)
     train.main(TINY + ["-e", "2", "-o", split, "--resume", split])
     assert_same_run(final_parameters(straight), final_parameters(split))
+
+
+OLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "c5e1cea")  # written by version c5e1cea
+
+
+def test_trainer_snapshots_of_version_c5e1cea_resume(tmp_path):
+    import shutil
+
+    import train_wavenet
+    pixelcnn, wavenet, corpus = tmp_path / "pixelcnn", tmp_path / "wavenet", tmp_path / "corpus"
+    for folder, name in ((pixelcnn, "snapshot_iter_6"), (wavenet, "snapshot_iter_5")):
+        folder.mkdir()
+        shutil.copy(os.path.join(OLD, name), folder)
+    shutil.copytree(os.path.join(OLD, "corpus"), corpus)
+    train.main(["--dataset", "digits", "-d", "4", "-n", "1", "--out_hidden_dim", "4", "--levels", "4", "-b", "256",
+                "-e", "2", "-o", str(pixelcnn), "--resume", str(pixelcnn)])
+    train_wavenet.main(["-d", str(corpus), "--stacks_num", "1", "--layers_num", "3", "--hidden_dim", "4",
+                        "--out_hidden_dim", "4", "-b", "8", "-e", "2", "-o", str(wavenet), "--val_fraction", "0.3",
+                        "--resume", str(wavenet)])
+    for folder, iterations in ((pixelcnn, [6, 12]), (wavenet, [5, 10])):
+        log = json.load(open(folder / "log.json"))
+        assert [r["iteration"] for r in log] == iterations  # the old run's epoch, then the resumed one

@@ -14,8 +14,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .checkpoint import atomic_write
 from .errors import UserError
+from .files import atomic_write
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 RESAMPLER = "soxr_hq"  # band-limited and fast; keeps energy and pitch (tested)

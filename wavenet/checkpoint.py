@@ -1,4 +1,4 @@
-"""Saving and loading snapshots: atomic writes, safe reads, models rebuilt from their config.
+"""Saving and loading snapshots: safe reads, and models rebuilt from their config alone.
 
 A snapshot is a dict of tensors and plain Python values:
 
@@ -6,59 +6,19 @@ A snapshot is a dict of tensors and plain Python values:
      "model": state_dict, "meta": {...dataset, levels, image size or rate, speakers...},
      # trainer snapshots only:
      "optimizer": ..., "state": {...iteration, epoch, best metric, history...},
-     "rng": {...}, "args": {...all flags of the run...}}
+     "rng": {...}, "args": {...all flags of the run...}, "data": {...split sizes...}}
 """
+import dataclasses
 import os
-import re
-import tempfile
 import zipfile
 
 import torch
 
 from .errors import UserError
-from .models import GatedPixelCNN, WaveNet
+from .files import atomic_write, newest
+from .registry import KINDS, TRAINER_SNAPSHOT, kind_of
 
 FORMAT = 1
-SNAPSHOT_PREFIX = "snapshot_iter_"  # trainer snapshots; model snapshots are <model name>_<N>
-MODEL_TYPES = {cls.__name__: cls for cls in (GatedPixelCNN, WaveNet)}
-# the script that owns each model type, named in errors when a snapshot goes to the other one
-SCRIPT_FOR = {"GatedPixelCNN": "infer.py", "WaveNet": "infer_wavenet.py"}
-# model snapshots are named <prefix><iteration> by the trainer of each model type
-PREFIX_FOR = {"GatedPixelCNN": "pixelcnn_", "WaveNet": "wavenet_"}
-
-
-def atomic_write(path, write):
-    """Call write(file_object) on a temporary file beside `path`, fsync it, then rename it over `path`.
-
-    A crash at any moment leaves either the old file or the new one, never a torn one.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it a new file's usual mode
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
-
-
-def newest(folder, prefix):
-    """The file `<prefix><N>` with the largest N in `folder`, or None."""
-    pattern = re.compile(re.escape(prefix) + r"(\d+)")
-    found = [(int(m.group(1)), name) for name in os.listdir(folder) if (m := pattern.fullmatch(name))]
-    return os.path.join(folder, max(found)[1]) if found else None
 
 
 def resolve(path, prefix):
@@ -67,39 +27,17 @@ def resolve(path, prefix):
         return path
     found = newest(path, prefix)
     if found is None:
-        for model_type, other in PREFIX_FOR.items():
-            theirs = newest(path, other) if other != prefix else None
+        for kind in KINDS.values():
+            theirs = newest(path, kind.prefix) if kind.prefix != prefix else None
             if theirs:
-                raise UserError(f"{path!r} holds {model_type} snapshots ({os.path.basename(theirs)}), "
-                                f"no {prefix}<N>; use {SCRIPT_FOR[model_type]} for it")
-        trainer = newest(path, SNAPSHOT_PREFIX)
+                raise UserError(f"{path!r} holds {kind.name} snapshots ({os.path.basename(theirs)}), "
+                                f"no {prefix}<N>; use {kind.sampler} for it")
+        trainer = newest(path, TRAINER_SNAPSHOT)
         hint = (f"; model snapshots appear when the validation nll improves at an epoch's end, but the "
                 f"trainer snapshot {trainer} holds the weights too: pass it" if trainer else
                 "; pass a snapshot file or a training --out folder")
         raise UserError(f"{path!r} holds no {prefix}<N> snapshot{hint}")
     return found
-
-
-def check_out_folder(out, resume, model_prefix):
-    """UserError if folder `out` holds a training run other than the one `resume` continues.
-
-    A new run there would overwrite its log.json, delete its trainer snapshot and leave its model
-    snapshots beside the new ones, where `infer*.py -m out` would pick the newest of either run.
-    """
-    pattern = re.compile(rf"log\.json|({re.escape(SNAPSHOT_PREFIX)}|{re.escape(model_prefix)})\d+")
-    found = sorted(name for name in os.listdir(out) if pattern.fullmatch(name)) if os.path.isdir(out) else []
-    if not found:
-        return
-    if resume:
-        source = resolve(resume, SNAPSHOT_PREFIX)
-        if not os.path.isfile(source) or os.path.samefile(os.path.dirname(os.path.abspath(source)), out):
-            return  # the same run; a --resume that is missing is reported when it is loaded
-    names = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
-    if resume:
-        raise UserError(f"--out {out!r} holds another training run ({names}); resume into the folder of "
-                        "--resume itself, or pass an empty --out folder")
-    raise UserError(f"--out {out!r} already holds a training run ({names}); pass --resume {out} to go on "
-                    "with it, or an empty --out folder")
 
 
 def save(path, snapshot):
@@ -122,7 +60,7 @@ def load(path, map_location="cpu"):
         reason = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
         raise UserError(f"{path!r} is not a readable snapshot ({reason}); "
                         "pass a file written by train.py or train_wavenet.py") from None
-    if not isinstance(snapshot, dict) or snapshot.get("model_type") not in MODEL_TYPES:
+    if not isinstance(snapshot, dict) or snapshot.get("model_type") not in KINDS:
         raise UserError(f"{path!r} is not a snapshot of this project; "
                         "pass a file written by train.py or train_wavenet.py")
     if snapshot.get("format") != FORMAT:
@@ -133,20 +71,20 @@ def load(path, map_location="cpu"):
 
 def model_snapshot(model, meta):
     """The part of a snapshot that rebuilds a trained model: type, config, weights, meta."""
-    return {"format": FORMAT, "model_type": type(model).__name__, "config": dict(model.config),
+    return {"format": FORMAT, "model_type": kind_of(model).name, "config": dataclasses.asdict(model.config),
             "model": model.state_dict(), "meta": dict(meta)}
 
 
 def build_model(snapshot, expected_type, source="the snapshot"):
     """Rebuild the model of `snapshot` from its config alone and load its weights (source: named in errors)."""
-    model_type = snapshot["model_type"]
-    if model_type != expected_type:
-        raise UserError(f"{source} is a {model_type} snapshot, not a {expected_type} one; "
-                        f"use {SCRIPT_FOR[model_type]} for it")
+    kind = KINDS[snapshot["model_type"]]
+    if kind.name != expected_type:
+        raise UserError(f"{source} is a {kind.name} snapshot, not a {expected_type} one; "
+                        f"use {kind.sampler} for it")
     try:
-        model = MODEL_TYPES[model_type](**snapshot["config"])
+        model = kind.model(**snapshot["config"])
     except (TypeError, ValueError) as e:
-        raise UserError(f"{source}: its config does not build this version's {model_type} ({e}); "
+        raise UserError(f"{source}: its config does not build this version's {kind.name} ({e}); "
                         "retrain, or use the version of this project that wrote it") from None
     load_weights(model, snapshot["model"], source)
     return model
@@ -160,34 +98,6 @@ def load_weights(model, state_dict, source):
         detail = " ".join(str(e).split())
         raise UserError(f"{source}: its weights do not fit this version's {type(model).__name__} "
                         f"({detail[:200]}); retrain, or use the version of this project that wrote it") from None
-
-
-# the trainer that writes each model type's snapshots, named when --resume gets the other one
-TRAINER_FOR = {"GatedPixelCNN": "train.py", "WaveNet": "train_wavenet.py"}
-
-
-def check_resumable(snapshot, mine, source):
-    """UserError unless trainer `snapshot` has the model type, config and meta of this run's `mine`.
-
-    Names each setting that differs, as the flag to pass, so that the message says what to change.
-    """
-    if snapshot["model_type"] != mine["model_type"]:
-        raise UserError(f"--resume {source!r} is a {snapshot['model_type']} snapshot, not a "
-                        f"{mine['model_type']} one; resume it with {TRAINER_FOR[snapshot['model_type']]}")
-    for key in ("config", "meta"):
-        theirs, ours = snapshot[key], mine[key]
-        differ = [name for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)]
-        if differ:
-            was = ", ".join(f"{name} {_short(theirs.get(name))}" for name in differ)
-            now = ", ".join(f"{name} {_short(ours.get(name))}" for name in differ)
-            raise UserError(f"--resume {source!r} was trained with {was}; this run has {now}: pass the "
-                            "same flags and data as the run that wrote it, or start a new --out folder")
-
-
-def _short(value, limit=60):
-    """A value for a one-line message: long lists (speaker names) cut to `limit` characters."""
-    text = str(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_flags(snapshot, flags, source):

@@ -1,5 +1,6 @@
 """What every command-line script shares: flag checks, device choice, and one-line errors."""
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -7,9 +8,14 @@ import sys
 import torch
 
 from . import checkpoint
+from .corpus import MAX_LEVELS
+from .distributed import environment
 from .errors import UserError
+from .files import removing_empty_on_failure
+from .registry import KINDS
+from .launch import Settings
 
-created = []  # folders writable_folder made, deepest first; run() removes those a failure left empty
+DEFAULTS = Settings()  # the training flags' defaults
 
 
 def run(main):
@@ -19,13 +25,12 @@ def run(main):
     Either way, output folders this run created and left empty are removed.
     """
     try:
-        main()
+        with removing_empty_on_failure():
+            main()
     except UserError as e:
-        remove_if_empty(created)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (which snapshots first)
-        remove_if_empty(created)
         print("interrupted", file=sys.stderr)
         sys.exit(130)  # the shell's status for SIGINT
 
@@ -37,15 +42,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False or action.default == "":
             return action.help
         return super()._get_help_string(action)
-
-
-def remove_if_empty(folders):
-    """os.rmdir each folder, deepest first, where it is still empty (rmdir never removes content)."""
-    for folder in folders:
-        try:
-            os.rmdir(folder)
-        except OSError:
-            pass
 
 
 def positive_int(text):
@@ -113,7 +109,6 @@ def seed(text):
 
 def mu_law_levels(text):
     """argparse type: a number of mu-law levels, 2..256 (each code is stored in one byte)."""
-    from .corpus import MAX_LEVELS  # here, not at the top: corpus loads librosa, which train.py never needs
     value = int(text)
     if not 2 <= value <= MAX_LEVELS:
         raise argparse.ArgumentTypeError(f"must be an integer from 2 to {MAX_LEVELS}, got {text}")
@@ -141,7 +136,8 @@ def select_device(gpu):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise UserError(f"--gpu {gpu}: no CUDA GPU is available here; pass --gpu -1 to run on the CPU")
-    index = int(os.environ.get("LOCAL_RANK", gpu))
+    local_rank = environment().local_rank
+    index = gpu if local_rank is None else local_rank
     if index >= torch.cuda.device_count():
         raise UserError(f"--gpu {index}: only {torch.cuda.device_count()} CUDA GPU(s) here "
                         f"(0..{torch.cuda.device_count() - 1}); pass a valid id or --gpu -1 for the CPU")
@@ -149,30 +145,10 @@ def select_device(gpu):
     return torch.device("cuda", index)
 
 
-def writable_folder(path, flag):
-    """Create folder `path` if needed; UserError naming `flag` if it cannot be written."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"{flag} {path!r} is a file, not a folder; pick a folder (a new one is created)")
-    missing = []  # the folders makedirs will create, deepest first
-    parent = os.path.abspath(path)
-    while not os.path.exists(parent):
-        missing.append(parent)
-        parent = os.path.dirname(parent)
-    try:
-        os.makedirs(path, exist_ok=True)
-        created.extend(missing)
-    except OSError as e:
-        raise UserError(f"{flag} {path!r}: cannot create the folder ({e.strerror}); "
-                        "pick a folder you can write") from None
-    if not os.access(path, os.W_OK):
-        raise UserError(f"{flag} {path!r}: the folder is not writable; pick a folder you can write")
-    return path
-
-
 def resolve_model(path, model_type):
     """--model as a snapshot path: for a folder its newest model snapshot of `model_type`, printed so the
     user sees which."""
-    found = checkpoint.resolve(path, checkpoint.PREFIX_FOR[model_type])
+    found = checkpoint.resolve(path, KINDS[model_type].prefix)
     if os.path.isdir(path):
         print(f"using {found} (newest in {os.path.join(path, '')})")
     return found
@@ -180,42 +156,37 @@ def resolve_model(path, model_type):
 
 def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradient clipping (0: no clipping)"):
     """The flags both trainers share, with the original's names, short forms and defaults."""
-    parser.add_argument("--batchsize", "-b", type=positive_int, default=16,
+    parser.add_argument("--batchsize", "-b", type=positive_int, default=DEFAULTS.batchsize,
                         help="Number of examples in each mini-batch (per process under torchrun)")
-    parser.add_argument("--epoch", "-e", type=positive_int, default=20,
+    parser.add_argument("--epoch", "-e", type=positive_int, default=DEFAULTS.epoch,
                         help="Number of sweeps over the dataset to train")
     parser.add_argument("--gpu", "-g", type=int, default=-1,
                         help="GPU ID (negative value indicates CPU); under torchrun any GPU ID gives "
                              "each process the GPU of its LOCAL_RANK")
-    parser.add_argument("--resume", "-r", default="",
+    parser.add_argument("--resume", "-r", default=DEFAULTS.resume,
                         help="Resume the training from snapshot (a snapshot_iter_<N> file or its folder)")
-    parser.add_argument("--out", "-o", default="result", help="Output directory")
-    parser.add_argument(*clip_flags, dest="clip", type=non_negative_float, default=1.0, help=clip_help,
+    parser.add_argument("--out", "-o", default=DEFAULTS.out, help="Output directory")
+    parser.add_argument(*clip_flags, dest="clip", type=non_negative_float, default=DEFAULTS.clip, help=clip_help,
                         metavar=clip_flags[0].lstrip("-").upper())  # not CLIP (the dest) for --gradclip
-    parser.add_argument("--learning_rate", type=positive_float, default=1e-3, help="Learning rate (Adam)")
-    parser.add_argument("--weight_decay", type=non_negative_float, default=1e-4,
+    parser.add_argument("--learning_rate", type=positive_float, default=DEFAULTS.learning_rate, help="Learning rate (Adam)")
+    parser.add_argument("--weight_decay", type=non_negative_float, default=DEFAULTS.weight_decay,
                         help="Weight decay rate (L2 regularization)")
     # the original's train.py took a value (--stats STATS), its train_wavenet.py none: both work
-    parser.add_argument("--stats", nargs="?", const=True, default=False, type=yes_no,
+    parser.add_argument("--stats", nargs="?", const=True, default=DEFAULTS.stats, type=yes_no,
                         help="Collect layerwise statistics of weights and gradients into log.json "
                              "(--stats alone or --stats 1/true/yes/on: on; --stats 0/false/no/off: off)")
-    parser.add_argument("--snapshot_every", type=non_negative_int, default=0,
+    parser.add_argument("--snapshot_every", type=non_negative_int, default=DEFAULTS.snapshot_every,
                         help="Iterations between trainer snapshots (0: once per epoch)")
-    parser.add_argument("--log_every", type=non_negative_int, default=0,
+    parser.add_argument("--log_every", type=non_negative_int, default=DEFAULTS.log_every,
                         help="Iterations between extra log records (0: once per epoch)")
-    parser.add_argument("--seed", type=seed, default=0,
+    parser.add_argument("--seed", type=seed, default=DEFAULTS.seed,
                         help=f"Random seed, 0..{SEED_MAX} (initialisation and data order)")
-    parser.add_argument("--workers", type=non_negative_int, default=0,
+    parser.add_argument("--workers", type=non_negative_int, default=DEFAULTS.workers,
                         help="DataLoader worker processes (0: load in the main process)")
-    parser.add_argument("--amp", action="store_true", help="Mixed precision: bfloat16 autocast")
-    parser.add_argument("--compile", action="store_true", help="Compile the model with torch.compile")
+    parser.add_argument("--amp", action="store_true", default=DEFAULTS.amp, help="Mixed precision: bfloat16 autocast")
+    parser.add_argument("--compile", action="store_true", default=DEFAULTS.compile, help="Compile the model with torch.compile")
 
 
 def settings_from_args(args):
-    """The training loop's Settings from parsed flags."""
-    from .training import Settings
-    return Settings(out=args.out, batchsize=args.batchsize, epoch=args.epoch,
-                    learning_rate=args.learning_rate, weight_decay=args.weight_decay, clip=args.clip,
-                    snapshot_every=args.snapshot_every, log_every=args.log_every, stats=args.stats,
-                    seed=args.seed, workers=args.workers, amp=args.amp, compile=args.compile,
-                    resume=args.resume)
+    """The training loop's Settings from parsed flags (add_training_flags names each flag after its field)."""
+    return Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})

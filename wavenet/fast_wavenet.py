@@ -124,7 +124,7 @@ def _matvec(acc, W, l, x):
 
 @njit(**JIT)
 def _draw(logits, u, temperature, cdf):
-    """`generation.pick` for one stream: logits (levels,), u uniform in [0, 1); cdf (levels,) float64 scratch."""
+    """`sampling.pick` for one stream: logits (levels,), u uniform in [0, 1); cdf (levels,) float64 scratch."""
     levels = logits.shape[0]
     if temperature == 0.0:
         return np.argmax(logits)

@@ -4,7 +4,8 @@ The 2-D convolutions have a `forward` that pads so the output keeps the
 input's size (training, teacher forcing) and a `valid` method that convolves an
 already-gathered window without padding (cached sampling). Both apply the same
 weights, so sampling cannot drift from training. WaveNet's `CausalConv1d`
-never pads: the model prepends silence once, at its input.
+never pads: `causal_inputs` prepends silence once, at the model's input, and
+drops the sample each output predicts.
 """
 import torch
 import torch.nn as nn
@@ -112,3 +113,29 @@ class CausalConv1d(nn.Conv1d):
     def __init__(self, in_channels, out_channels, kernel_size, dilation=1):
         super().__init__(in_channels, out_channels, kernel_size, dilation=dilation)
         self.reach = (kernel_size - 1) * dilation  # how many past steps one output looks back
+
+
+def causal_inputs(x, receptive_field, output_length, fill):
+    """What the last `output_length` outputs of a causal sequence model over x may see.
+
+    The causality rule: output t sees x[t-R .. t-1] (R = receptive_field), `fill`
+    before x[0], and never x[t] or later. Together the outputs t = T-N .. T-1
+    (N = output_length) see x[T-N-R .. T-2], which is what this returns, with
+    `fill` at the negative indices. Valid convolutions that reach R - 1 steps back
+    in all turn it into exactly N outputs, output t last in its window.
+
+    x: codes long (B, T), or their one-hot float (B, levels, T); fill: the code
+    assumed before x[0] (its one-hot vector for one-hot x); 0 <= N <= T.
+    Returns codes (B, N + R - 1), or one-hot (B, levels, N + R - 1).
+    """
+    R, N, T = receptive_field, output_length, x.shape[-1]
+    if not 0 <= N <= T:
+        raise ValueError(f"output_length must lie in 0..{T} (the input's length), got {N}")
+    if x.dtype.is_floating_point:
+        B, levels, _ = x.shape
+        pad = F.one_hot(torch.tensor(fill), levels).to(x)                       # (levels,)
+        padded = torch.cat([pad[None, :, None].expand(B, -1, R), x], dim=-1)  # (B, levels, R + T)
+    else:
+        padded = F.pad(x, (R, 0), value=fill)                                  # (B, R + T)
+    # x[i] is padded[i + R]. Positive bounds: x[..., -0:] would keep everything when a length is 0
+    return padded[..., T - N:T + R - 1]

@@ -1,18 +1,33 @@
 """The two networks: Gated PixelCNN (van den Oord et al. 2016, arXiv:1606.05328)
 and WaveNet (van den Oord et al. 2016, arXiv:1609.03499).
 
-Constructor arguments are each model's whole config: checkpoints store them as
-a dict and rebuild the model from it.
+Each model's whole config is a frozen dataclass (`GatedPixelCNNConfig`,
+`WaveNetConfig`, after nanoGPT's `GPTConfig`): its fields are the constructor's
+arguments, `model.config` is the instance, and checkpoints store it as a dict
+(`dataclasses.asdict`) and rebuild the model with `Model(**that_dict)`.
 """
-import torch
+import inspect
+from dataclasses import dataclass
+
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (CausalConv1d, HorizontalConv, VerticalConv, channel_groups,
+from .layers import (CausalConv1d, HorizontalConv, VerticalConv, causal_inputs, channel_groups,
                      gated_activation, shift_down)
 
 FIRST_KERNEL = 7  # the first block sees a 7x7 neighbourhood (mask A), as in the paper
 BLOCK_KERNEL = 3  # every later block is 3x3 (mask B)
+
+
+def takes_config(config_type):
+    """The signature of an `__init__(self, *args, **kwargs)` that hands its arguments to `config_type`.
+
+    Set as `__init__.__signature__`, it shows the config's fields, with their defaults,
+    to `inspect.signature(Model)` and `help(Model)` instead of `*args, **kwargs`.
+    """
+    fields = inspect.signature(config_type)
+    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return fields.replace(parameters=[self, *fields.parameters.values()])
 
 
 class GatedBlock(nn.Module):
@@ -63,6 +78,17 @@ class GatedBlock(nn.Module):
         return h_in + h if self.residual else h
 
 
+@dataclass(frozen=True)
+class GatedPixelCNNConfig:
+    """Everything that defines a GatedPixelCNN: its constructor's arguments and a checkpoint's "config"."""
+    in_channels: int     # C, colour channels of an image (1 grey, 3 RGB), generated in that order
+    hidden_dim: int      # channels of the vertical and horizontal stacks in every block
+    blocks_num: int      # 3x3 blocks (mask B) after the first 7x7 one (mask A)
+    out_hidden_dim: int  # channels of the output head's hidden layer, between the stacks and the logits
+    levels: int          # quantised values per sub-pixel: logits (B, levels, C, H, W)
+    num_classes: int = 10  # class labels it is conditioned on; 10 fits MNIST and CIFAR-10. 0: unconditional
+
+
 class GatedPixelCNN(nn.Module):
     """Class-conditional Gated PixelCNN over `levels` quantised values per sub-pixel.
 
@@ -70,26 +96,30 @@ class GatedPixelCNN(nn.Module):
     (R -> G -> B); hidden channel c belongs to colour group c % in_channels.
     """
 
-    def __init__(self, in_channels, hidden_dim, blocks_num, out_hidden_dim, levels, num_classes=10):
+    def __init__(self, *args, **kwargs):
+        # The arguments are GatedPixelCNNConfig's fields, positional or by name, with its defaults.
+        # Taking *args and handing them over keeps the dataclass their one definition (a second
+        # list here could drift from it); it raises TypeError for a missing or unknown argument.
         super().__init__()
-        self.config = dict(in_channels=in_channels, hidden_dim=hidden_dim, blocks_num=blocks_num,
-                           out_hidden_dim=out_hidden_dim, levels=levels, num_classes=num_classes)
-        self.in_channels = in_channels
-        self.levels = levels
-        self.num_classes = num_classes
-        groups = in_channels
+        self.config = c = GatedPixelCNNConfig(*args, **kwargs)
+        self.in_channels = c.in_channels
+        self.levels = c.levels
+        self.num_classes = c.num_classes
+        groups = c.in_channels
         self.blocks = nn.ModuleList(
-            [GatedBlock(in_channels, hidden_dim, FIRST_KERNEL, "A", groups, num_classes, residual=False,
-                        vertical_out=blocks_num > 0)]
-            + [GatedBlock(hidden_dim, hidden_dim, BLOCK_KERNEL, "B", groups, num_classes, residual=True,
-                          vertical_out=n < blocks_num - 1)
-               for n in range(blocks_num)])
-        hidden_groups = channel_groups(hidden_dim, groups)
-        out_groups = channel_groups(out_hidden_dim, groups)
+            [GatedBlock(c.in_channels, c.hidden_dim, FIRST_KERNEL, "A", groups, c.num_classes, residual=False,
+                        vertical_out=c.blocks_num > 0)]
+            + [GatedBlock(c.hidden_dim, c.hidden_dim, BLOCK_KERNEL, "B", groups, c.num_classes, residual=True,
+                          vertical_out=n < c.blocks_num - 1)
+               for n in range(c.blocks_num)])
+        hidden_groups = channel_groups(c.hidden_dim, groups)
+        out_groups = channel_groups(c.out_hidden_dim, groups)
         # logits channel l*C + c belongs to colour c, so a view to (levels, C) keeps groups intact
-        logit_groups = channel_groups(levels * in_channels, groups)
-        self.out_hidden = HorizontalConv(hidden_dim, out_hidden_dim, 1, "B", hidden_groups, out_groups)
-        self.out = HorizontalConv(out_hidden_dim, levels * in_channels, 1, "B", out_groups, logit_groups)
+        logit_groups = channel_groups(c.levels * c.in_channels, groups)
+        self.out_hidden = HorizontalConv(c.hidden_dim, c.out_hidden_dim, 1, "B", hidden_groups, out_groups)
+        self.out = HorizontalConv(c.out_hidden_dim, c.levels * c.in_channels, 1, "B", out_groups, logit_groups)
+
+    __init__.__signature__ = takes_config(GatedPixelCNNConfig)
 
     def forward(self, x, label=None):
         """x: (B, C, H, W) values q/(levels-1) in [0, 1]; label: (B,) long class ids.
@@ -159,28 +189,41 @@ class ResidualLayer(nn.Module):
         return x[:, :, self.dilated.reach:] + self.residual(z), skip
 
 
+@dataclass(frozen=True)
+class WaveNetConfig:
+    """Everything that defines a WaveNet: its constructor's arguments and a checkpoint's "config"."""
+    levels: int          # mu-law levels: codes 0..levels-1 in, logits (B, levels, T) out
+    hidden_dim: int      # residual_channels of the input convolution and of every layer
+    out_hidden_dim: int  # skip_channels: the skips are summed at this width, which is the head's
+    stacks_num: int      # stacks of dilated layers, each restarting at dilation 1
+    layers_num: int      # layers per stack, with dilations 1, 2, ..., 2**(layers_num - 1)
+    kernel_width: int = 2  # taps of every causal convolution; 2 is the paper's
+    num_speakers: int = 0  # speaker ids for global conditioning; 0: unconditioned
+
+
 class WaveNet(nn.Module):
     """WaveNet over mu-law codes: logits at t predict x[t] from x[t-R .. t-1]."""
 
-    def __init__(self, levels, hidden_dim, out_hidden_dim, stacks_num, layers_num,
-                 kernel_width=2, num_speakers=0):
+    def __init__(self, *args, **kwargs):
+        # The arguments are WaveNetConfig's fields, positional or by name, with its defaults;
+        # see GatedPixelCNN.__init__ for why they are not listed here.
         super().__init__()
-        self.config = dict(levels=levels, hidden_dim=hidden_dim, out_hidden_dim=out_hidden_dim,
-                           stacks_num=stacks_num, layers_num=layers_num, kernel_width=kernel_width,
-                           num_speakers=num_speakers)
-        self.levels = levels
-        self.num_speakers = num_speakers
-        self.receptive_field = receptive_field(stacks_num, layers_num, kernel_width)
+        self.config = c = WaveNetConfig(*args, **kwargs)
+        self.levels = c.levels
+        self.num_speakers = c.num_speakers
+        self.receptive_field = receptive_field(c.stacks_num, c.layers_num, c.kernel_width)
         # the causal input convolution over one-hot codes (kept as a conv weight; see embed)
-        self.input_conv = CausalConv1d(levels, hidden_dim, kernel_width)
-        dilations = [2 ** i for _ in range(stacks_num) for i in range(layers_num)]
+        self.input_conv = CausalConv1d(c.levels, c.hidden_dim, c.kernel_width)
+        dilations = [2 ** i for _ in range(c.stacks_num) for i in range(c.layers_num)]
         # skip connections are summed at out_hidden_dim channels, the width of the head
         self.layers = nn.ModuleList(
-            [ResidualLayer(hidden_dim, out_hidden_dim, kernel_width, d, num_speakers,
+            [ResidualLayer(c.hidden_dim, c.out_hidden_dim, c.kernel_width, d, c.num_speakers,
                            residual=i < len(dilations) - 1)
              for i, d in enumerate(dilations)])
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(out_hidden_dim, out_hidden_dim, 1),
-                                  nn.ReLU(), nn.Conv1d(out_hidden_dim, levels, 1))
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(c.out_hidden_dim, c.out_hidden_dim, 1),
+                                  nn.ReLU(), nn.Conv1d(c.out_hidden_dim, c.levels, 1))
+
+    __init__.__signature__ = takes_config(WaveNetConfig)
 
     @property
     def silence(self):
@@ -197,21 +240,13 @@ class WaveNet(nn.Module):
         N = T if output_length is None else output_length
         self.check_speaker(speaker, B)
         R = self.receptive_field
-        history = self.prepend_silence(x)[..., -(N + R):-1]  # (B, [levels,] N + R - 1)
+        history = causal_inputs(x, R, N, self.silence)        # (B, [levels,] N + R - 1)
         h = self.embed(history)                               # (B, hidden, N + R - k)
         skips = 0
         for layer in self.layers:
             h, skip = layer(h, speaker, N)
             skips = skips + skip                              # (B, out_hidden, N)
         return self.head(skips)
-
-    def prepend_silence(self, x):
-        """Put R silence codes before x (codes (B, T) or one-hot (B, levels, T))."""
-        R = self.receptive_field
-        if x.dtype.is_floating_point:
-            pad = F.one_hot(torch.tensor(self.silence), self.levels).to(x)
-            return torch.cat([pad[None, :, None].expand(x.shape[0], -1, R), x], dim=-1)
-        return F.pad(x, (R, 0), value=self.silence)
 
     def embed(self, x):
         """Causal input convolution: x (B, T) codes or (B, levels, T) one-hot -> (B, hidden, T - k + 1)."""

@@ -1,7 +1,20 @@
-"""The negative log-likelihood each model is trained on, in the form the training loop takes."""
+"""The papers' objectives: the negative log-likelihood each model trains on, and bits per dimension."""
+import math
+
 import torch.nn.functional as F
 
 from .data import dequantize
+
+LN2 = math.log(2.0)
+
+
+def bits_per_dim(nll_sum, items, dims):
+    """Summed nll in nats over `items` items of `dims` dimensions each -> bits per dimension.
+
+    Sum first and divide once (not a mean of per-batch means), so a short last batch weighs what
+    it holds; no items gives 0 rather than a division by zero.
+    """
+    return nll_sum / (max(items, 1) * dims * LN2)
 
 
 def pixelcnn_nll(levels):
@@ -18,9 +31,9 @@ def pixelcnn_nll(levels):
 
 
 def wavenet_nll(scored, conditioned):
-    """Loss for WaveNet chunks (codes long (B, R + scored), speakers (B,)).
+    """Loss for WaveNet windows (codes long (B, R + scored), speakers (B,)).
 
-    Only the last `scored` samples of each chunk count: the first receptive field
+    Only the last `scored` samples of each window count: the first receptive field
     exists to give them full context, as the original masked it.
     Returns loss(model, batch) -> (nll summed over scored samples in nats, scored samples).
     """

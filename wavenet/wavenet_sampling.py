@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .sampling import inference, inverse_cdf_sample
+from .layers import causal_inputs
+from .sampling import inference, pick
 
 try:
     from . import fast_wavenet
@@ -77,13 +78,6 @@ def incremental_logits(model, codes, speaker=None, prime=None, method="auto"):
         return _session_type(method, device)(model, prime, speaker).force(codes.to(device))
 
 
-def pick(logits, temperature, generator=None):
-    """Next codes (B,) long from logits (B, levels): argmax at temperature 0, else a draw from softmax(logits / T)."""
-    if temperature == 0:
-        return logits.argmax(1)
-    return inverse_cdf_sample(logits.double() / temperature, generator)
-
-
 def initial_state(model, prime, speaker):
     """The caches before the first new step, from one forward pass over prime (B, P).
 
@@ -108,8 +102,10 @@ def initial_state(model, prime, speaker):
     finally:
         for hook in hooks:
             hook.remove()
+    # history: the k - 1 codes before pending, silence before x[0]; what an output at x's last
+    # position sees with a receptive field of k - 1 (the input convolution's window, less pending)
     k = model.input_conv.kernel_size[0]
-    return x[:, -1], model.prepend_silence(x)[:, -k:-1], buffers
+    return x[:, -1], causal_inputs(x, k - 1, 1, model.silence), buffers
 
 
 class _Session:

@@ -1,0 +1,131 @@
+"""The WaveNet training dataset: windows cut from a preprocessed folder, and the geometry that cuts them."""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .corpus import MAX_LEVELS, has_meta, open_codes, read_folder
+from .errors import UserError
+from .legacy_corpus import read_legacy
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """How a training window is cut: receptive_field samples of context, then target_length samples to score.
+
+    preprocess writes chunks of `length` samples, and the windows of a recording start target_length
+    apart, so that every sample after the lead-in is a target of one window.
+    """
+    receptive_field: int  # context before the first target: the receptive field of the model trained
+    target_length: int    # samples at the end of each window the model scores
+
+    @property
+    def length(self):
+        """Samples in a window, which is also the length of the chunks preprocess writes."""
+        return self.receptive_field + self.target_length
+
+
+class WindowsDoNotFit(UserError):
+    """A model does not fit the windows: they were cut for a smaller receptive field, or leave nothing to score."""
+
+    def __init__(self, folder, data_receptive_field, chunk_length, receptive_field):
+        self.folder = folder
+        self.data_receptive_field = data_receptive_field  # what the folder was cut for, None if unknown
+        self.chunk_length = chunk_length
+        self.receptive_field = receptive_field            # the model's
+        super().__init__(f"{folder!r} holds windows of {chunk_length} samples cut for a receptive field of "
+                         f"{data_receptive_field}, which a model with a receptive field of {receptive_field} "
+                         "cannot train on; rerun preprocess.py for that model")
+
+
+class AudioWindows(Dataset):
+    """Training windows of a preprocessed folder. Item i: (codes long (chunk_length,), speaker long scalar).
+
+    A window is chunk_length = geometry.length consecutive samples of one recording. The windows of a
+    recording start geometry.target_length apart, so every sample after its lead-in is a target of
+    exactly one window, but for a last stretch shorter than target_length (the stored chunks, one
+    after another, would leave the first receptive field of each chunk unscored). Where the receptive
+    field or the recordings are unknown (format 1, the original's files), the windows are the stored
+    chunks.
+
+    Attributes: rate (Hz, None if unknown), chunk_length, levels, speakers (names, by index),
+    receptive_field (as recorded by preprocess, or None), geometry (WindowGeometry of that receptive
+    field, None if unknown), recording (recording index of each window), speaker_ids (speaker index of
+    each window). New-format codes stay memory-mapped.
+    """
+
+    def __init__(self, folder, levels=None):
+        """levels: expected number of mu-law levels (UserError on mismatch); also how legacy values quantise."""
+        if not os.path.isdir(folder):
+            raise UserError(f"data folder {folder!r} not found; run preprocess.py --data AUDIO_FOLDER "
+                            f"--output {folder} first")
+        self.folder = folder
+        stored = read_folder(folder) if has_meta(folder) else read_legacy(folder, levels or MAX_LEVELS)
+        self.codes = stored.codes                                # uint8 (N, chunk_length)
+        self._chunks, self.chunk_length = stored.codes.shape
+        self.rate = stored.rate
+        self.levels = stored.levels
+        self.speakers = stored.speakers
+        self.receptive_field = stored.receptive_field
+        self.chunk_speakers = stored.chunk_speakers              # (N,)
+        self.recording_samples = stored.recording_samples        # (F,)
+        R = self.receptive_field
+        # target_length <= 0 where the chunks are no longer than R: nothing to score (see target_length_for)
+        self.geometry = WindowGeometry(R, self.chunk_length - R) if R else None
+        self._index_windows()
+        if levels is not None and levels != self.levels:
+            raise UserError(f"{folder!r} holds codes of {self.levels} mu-law levels, not {levels}; pass "
+                            f"--levels {self.levels} or rerun preprocess.py --levels {levels}")
+
+    def target_length_for(self, receptive_field):
+        """Samples at the end of each window that a model of `receptive_field` scores: its target length.
+
+        The receptive field the folder was cut for sets the targets; a model with a smaller one ignores
+        the extra context. Where the folder records none (the original's files), the windows are taken
+        to fit the model. Raises WindowsDoNotFit where they were cut for a smaller receptive field, or
+        leave no sample to score.
+        """
+        context = self.geometry.receptive_field if self.geometry else receptive_field
+        scored = self.chunk_length - context
+        if scored <= 0 or context < receptive_field:
+            raise WindowsDoNotFit(self.folder, self.receptive_field, self.chunk_length, receptive_field)
+        return scored
+
+    def _index_windows(self):
+        """Set the start of every window (a sample index into the codes read as one stream) and its recording."""
+        L = self.chunk_length
+        g = self.geometry
+        # without a positive target length the windows are the chunks; a recording of one chunk has
+        # one window either way
+        stride = g.target_length if g and g.target_length > 0 else L
+        length = self.recording_samples                                     # real samples of each recording
+        stored = -(-length // L) * L                                        # with the padded last chunk
+        windows = (length - L) // stride + 1                                # per recording
+        self.recording = np.repeat(np.arange(len(windows)), windows)        # (number of windows,)
+        first_window = np.cumsum(windows) - windows
+        k = np.arange(len(self.recording)) - first_window[self.recording]   # window k of its recording
+        self.starts = (np.cumsum(stored) - stored)[self.recording] + k * stride
+        self.speaker_ids = self.chunk_speakers[self.starts // L]
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        row, offset = divmod(int(self.starts[i]), self.chunk_length)
+        # a window spans at most two chunks of its recording, which lie back to back
+        codes = self.codes[row:row + 2].reshape(-1)[offset:offset + self.chunk_length]
+        return torch.from_numpy(codes.astype(np.int64)), torch.tensor(self.speaker_ids[i])
+
+    def __getstate__(self):
+        # DataLoader workers started by spawn get a pickled copy: reopen the map, don't copy the data
+        state = dict(self.__dict__)
+        if isinstance(self.codes, np.memmap):
+            del state["codes"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "codes" not in state:
+            self.codes = open_codes(self.folder, self._chunks, self.chunk_length)
