@@ -5,6 +5,7 @@ learns a 500 Hz tone written here, and generates it back. Every step runs the
 project's own scripts exactly as a user would, and prints the command first.
 Each demo starts afresh: it first removes what an earlier demo wrote into --out.
 """
+
 import argparse
 import os
 import shutil
@@ -56,8 +57,7 @@ def write_tones(folder, files=4, seconds=2.0, hz=TONE_HZ):
     for i in range(files):
         loudness = 0.6 + 0.2 * np.sin(2 * np.pi * t + rng.uniform(0, 2 * np.pi))
         wave = loudness * np.sin(2 * np.pi * hz * t + rng.uniform(0, 2 * np.pi))
-        write_wav(os.path.join(speaker, f"tone_{i:03d}.wav"), wave + 0.02 * rng.standard_normal(len(t)),
-                  TONE_RATE)
+        write_wav(os.path.join(speaker, f"tone_{i:03d}.wav"), wave + 0.02 * rng.standard_normal(len(t)), TONE_RATE)
 
 
 def main():
@@ -74,20 +74,67 @@ def main():
         elif os.path.exists(path):
             os.remove(path)
 
-    run("train.py", "--dataset", "digits", "--levels", "4", "-d", "32", "-n", "4", "--out_hidden_dim", "32",
-        "-b", "32", "-e", "20", "-o", pixelcnn)
+    run(
+        "train.py",
+        "--dataset",
+        "digits",
+        "--levels",
+        "4",
+        "-d",
+        "32",
+        "-n",
+        "4",
+        "--out_hidden_dim",
+        "32",
+        "-b",
+        "32",
+        "-e",
+        "20",
+        "-o",
+        pixelcnn,
+    )
     run("infer.py", "-m", pixelcnn, "-c", "10", "-o", grid)
 
     write_tones(tones)
     arch = ["--stacks_num", "1", "--layers_num", "6"]
-    run("preprocess.py", "--data", tones, "--output", data, "--rate", TONE_RATE, *arch,
-        "--target_length", "256", "--workers", "2")
-    run("train_wavenet.py", "-d", data, *arch, "--hidden_dim", "16", "--out_hidden_dim", "16",
-        "-b", "8", "-e", "40", "--learning_rate", "0.003", "-o", wavenet)
+    run(
+        "preprocess.py",
+        "--data",
+        tones,
+        "--output",
+        data,
+        "--rate",
+        TONE_RATE,
+        *arch,
+        "--target_length",
+        "256",
+        "--workers",
+        "2",
+    )
+    run(
+        "train_wavenet.py",
+        "-d",
+        data,
+        *arch,
+        "--hidden_dim",
+        "16",
+        "--out_hidden_dim",
+        "16",
+        "-b",
+        "8",
+        "-e",
+        "40",
+        "--learning_rate",
+        "0.003",
+        "-o",
+        wavenet,
+    )
     run("infer_wavenet.py", "-m", wavenet, "-c", "2", "--length", TONE_RATE, "-o", audio, "--plot")
 
-    print(f"\nGated PixelCNN samples: {grid}\nWaveNet samples ({TONE_HZ} Hz tone): {audio}/sample_0.wav, "
-          f"sample_1.wav (with PNG plots)\nTraining logs and curves: {pixelcnn}/, {wavenet}/")
+    print(
+        f"\nGated PixelCNN samples: {grid}\nWaveNet samples ({TONE_HZ} Hz tone): {audio}/sample_0.wav, "
+        f"sample_1.wav (with PNG plots)\nTraining logs and curves: {pixelcnn}/, {wavenet}/"
+    )
 
 
 if __name__ == "__main__":

@@ -1,41 +1,65 @@
 """Sample a grid of images from a trained Gated PixelCNN snapshot."""
+
 import argparse
 
 import torch
 
 from wavenet import checkpoint, cli
 from wavenet.errors import UserError
-from wavenet.images import check_output, save_grid
+from wavenet.image_grid import check_output, save_grid
 from wavenet.pixelcnn_sampling import sample_images
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="PixelCNN: sample images. The architecture comes from the snapshot; the architecture "
-                    "flags are only checked against it.", formatter_class=cli.HelpFormatter)
+        "flags are only checked against it.",
+        formatter_class=cli.HelpFormatter,
+    )
     parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
-    parser.add_argument("--model", "-m", required=True,
-                        help="Path to model for generation: pixelcnn_<N>, snapshot_iter_<N>, "
-                             "or a training --out folder (its newest pixelcnn_<N>)")
+    parser.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="Path to model for generation: pixelcnn_<N>, snapshot_iter_<N>, "
+        "or a training --out folder (its newest pixelcnn_<N>)",
+    )
     parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, help="Number of hidden dimensions")
-    parser.add_argument("--out_hidden_dim", type=cli.positive_int,
-                        help="Number of hidden dimensions of the output layer")
-    parser.add_argument("--blocks_num", "-n", type=cli.non_negative_int,
-                        help="Number of layers (gated blocks after the first)")
+    parser.add_argument(
+        "--out_hidden_dim", type=cli.positive_int, help="Number of hidden dimensions of the output layer"
+    )
+    parser.add_argument(
+        "--blocks_num", "-n", type=cli.non_negative_int, help="Number of layers (gated blocks after the first)"
+    )
     parser.add_argument("--levels", type=cli.positive_int, help="Level number to quantisize pixel values")
-    parser.add_argument("--output", "-o", default="samples.jpg",
-                        help="Output filename; its extension picks the format (.jpg, .png, ...)")
-    parser.add_argument("--label", "-l", type=int,
-                        help="Class label to generate (default: row r of the grid gets label r)")
-    parser.add_argument("--count", "-c", type=cli.positive_int, default=10,
-                        help="Number of images to generate (would be squared: so for 10 it would generate 100)")
+    parser.add_argument(
+        "--output",
+        "-o",
+        default="samples.jpg",
+        help="Output filename; its extension picks the format (.jpg, .png, ...)",
+    )
+    parser.add_argument(
+        "--label", "-l", type=int, help="Class label to generate (default: row r of the grid gets label r)"
+    )
+    parser.add_argument(
+        "--count",
+        "-c",
+        type=cli.positive_int,
+        default=10,
+        help="Number of images to generate (would be squared: so for 10 it would generate 100)",
+    )
     parser.add_argument("--height", type=cli.positive_int, help="Output image height (default: training height)")
     parser.add_argument("--width", type=cli.positive_int, help="Output image width (default: training width)")
-    parser.add_argument("--seed", type=cli.seed, default=0,
-                        help=f"Random seed, 0..{cli.SEED_MAX}: the same seed gives the same images")
-    parser.add_argument("--method", choices=("cached", "naive"), default="cached",
-                        help="cached: recompute only what each new sub-pixel changes; naive: the original's "
-                             "full forward pass per sub-pixel (same images, much slower)")
+    parser.add_argument(
+        "--seed", type=cli.seed, default=0, help=f"Random seed, 0..{cli.SEED_MAX}: the same seed gives the same images"
+    )
+    parser.add_argument(
+        "--method",
+        choices=("cached", "naive"),
+        default="cached",
+        help="cached: recompute only what each new sub-pixel changes; naive: the original's "
+        "full forward pass per sub-pixel (same images, much slower)",
+    )
     return parser.parse_args(argv)
 
 
@@ -44,8 +68,16 @@ def main(argv=None):
     args.model = cli.resolve_model(args.model, "GatedPixelCNN")
     snapshot = checkpoint.load(args.model)
     model = checkpoint.build_model(snapshot, "GatedPixelCNN", args.model)
-    checkpoint.check_flags(snapshot, {"hidden_dim": args.hidden_dim, "out_hidden_dim": args.out_hidden_dim,
-                                      "blocks_num": args.blocks_num, "levels": args.levels}, args.model)
+    checkpoint.check_flags(
+        snapshot,
+        {
+            "hidden_dim": args.hidden_dim,
+            "out_hidden_dim": args.out_hidden_dim,
+            "blocks_num": args.blocks_num,
+            "levels": args.levels,
+        },
+        args.model,
+    )
     meta, classes = snapshot["meta"], model.num_classes
     rows = torch.arange(args.count).repeat_interleave(args.count)  # row r holds label r (mod classes)
     if args.label is not None:
@@ -54,9 +86,15 @@ def main(argv=None):
         rows.fill_(args.label)
     check_output(args.output)  # before sampling, which can take minutes
     device = cli.select_device(args.gpu)
-    images = sample_images(model.to(device), args.count ** 2, args.height or meta["height"],
-                           args.width or meta["width"], label=(rows % classes).to(device),
-                           generator=torch.Generator(device).manual_seed(args.seed), method=args.method)
+    images = sample_images(
+        model.to(device),
+        args.count**2,
+        args.height or meta["height"],
+        args.width or meta["width"],
+        label=(rows % classes).to(device),
+        generator=torch.Generator(device).manual_seed(args.seed),
+        method=args.method,
+    )
     save_grid(images, model.levels, args.count, args.output)
     print(f"wrote {args.count}x{args.count} samples to {args.output}")
 

@@ -1,4 +1,5 @@
 """Generate audio from a trained WaveNet snapshot, one cached step per sample."""
+
 import argparse
 import os
 import re
@@ -16,11 +17,17 @@ from wavenet.wavenet_sampling import generate
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="WaveNet: generate audio. The architecture comes from the snapshot; the architecture "
-                    "flags are only checked against it.", formatter_class=cli.HelpFormatter)
+        "flags are only checked against it.",
+        formatter_class=cli.HelpFormatter,
+    )
     parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
-    parser.add_argument("--model", "-m", required=True,
-                        help="Path to model for generation: wavenet_<N>, snapshot_iter_<N>, "
-                             "or a training --out folder (its newest wavenet_<N>)")
+    parser.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="Path to model for generation: wavenet_<N>, snapshot_iter_<N>, "
+        "or a training --out folder (its newest wavenet_<N>)",
+    )
     parser.add_argument("--hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
     parser.add_argument("--out_hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
     parser.add_argument("--stacks_num", "-s", type=cli.positive_int, help="Number of stacks")
@@ -31,16 +38,25 @@ def parse_args(argv=None):
     parser.add_argument("--count", "-c", type=cli.positive_int, default=10, help="Number of samples to generate")
     parser.add_argument("--rate", type=cli.positive_int, help="Sample rate in Hz (must match the snapshot)")
     parser.add_argument("--length", type=cli.positive_int, default=4096, help="Output sample length")
-    parser.add_argument("--seed", type=cli.seed, default=0,
-                        help=f"Random seed, 0..{cli.SEED_MAX}: the same seed gives the same audio")
-    parser.add_argument("--temperature", type=cli.temperature, default=1.0,
-                        help="Softmax temperature, a finite number >= 0; below 1 is more conservative, "
-                             "0 always picks the likeliest")
+    parser.add_argument(
+        "--seed", type=cli.seed, default=0, help=f"Random seed, 0..{cli.SEED_MAX}: the same seed gives the same audio"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=cli.temperature,
+        default=1.0,
+        help="Softmax temperature, a finite number >= 0; below 1 is more conservative, 0 always picks the likeliest",
+    )
     parser.add_argument("--prime", help="Start every sample from this recording (wav/flac)")
-    parser.add_argument("--method", choices=("auto", "numba", "torch", "naive"), default="auto",
-                        help="auto: the fastest exact path here; naive: the original's full recomputation")
-    parser.add_argument("--plot", action="store_true",
-                        help="Also write sample_<i>.png with the waveform and spectrogram")
+    parser.add_argument(
+        "--method",
+        choices=("auto", "numba", "torch", "naive"),
+        default="auto",
+        help="auto: the fastest exact path here; naive: the original's full recomputation",
+    )
+    parser.add_argument(
+        "--plot", action="store_true", help="Also write sample_<i>.png with the waveform and spectrogram"
+    )
     return parser.parse_args(argv)
 
 
@@ -49,8 +65,9 @@ def speaker_index(label, speakers, model):
     names = speakers or []
     if model.num_speakers == 0:
         if label not in (None, "0", *names):
-            raise UserError(f"--label {label}: this model was trained on one speaker ({', '.join(names) or 0}); "
-                            "drop --label")
+            raise UserError(
+                f"--label {label}: this model was trained on one speaker ({', '.join(names) or 0}); drop --label"
+            )
         return None
     if label is None:
         return 0
@@ -58,8 +75,9 @@ def speaker_index(label, speakers, model):
         return names.index(label)
     if label.isdigit() and int(label) < model.num_speakers:
         return int(label)
-    raise UserError(f"--label {label} is not a speaker of this model: use 0..{model.num_speakers - 1} or "
-                    f"one of {', '.join(names)}")
+    raise UserError(
+        f"--label {label} is not a speaker of this model: use 0..{model.num_speakers - 1} or one of {', '.join(names)}"
+    )
 
 
 def main(argv=None):
@@ -68,23 +86,39 @@ def main(argv=None):
     snapshot = checkpoint.load(args.model)
     model = checkpoint.build_model(snapshot, "WaveNet", args.model)
     meta = snapshot["meta"]
-    checkpoint.check_flags(snapshot, {"hidden_dim": args.hidden_dim, "out_hidden_dim": args.out_hidden_dim,
-                                      "stacks_num": args.stacks_num, "layers_num": args.layers_num,
-                                      "levels": args.levels, "rate": args.rate}, args.model)
+    checkpoint.check_flags(
+        snapshot,
+        {
+            "hidden_dim": args.hidden_dim,
+            "out_hidden_dim": args.out_hidden_dim,
+            "stacks_num": args.stacks_num,
+            "layers_num": args.layers_num,
+            "levels": args.levels,
+            "rate": args.rate,
+        },
+        args.model,
+    )
     rate = meta["rate"] or args.rate
     if rate is None:
-        raise UserError(f"{args.model!r} does not record its sample rate (data from the original "
-                        "preprocess.py); pass --rate")
+        raise UserError(
+            f"{args.model!r} does not record its sample rate (data from the original preprocess.py); pass --rate"
+        )
     speaker = speaker_index(args.label, meta.get("speakers"), model)
     prime = None
     if args.prime:
         prime = torch.from_numpy(mu_law_encode(load_audio(args.prime, rate), model.levels)).long()
     writable_folder(args.output, "--output")
     device = cli.select_device(args.gpu)
-    codes = generate(model.to(device), args.count, args.length,
-                     speaker=None if speaker is None else torch.full((args.count,), speaker, device=device),
-                     prime=None if prime is None else prime.to(device), temperature=args.temperature,
-                     generator=torch.Generator(device).manual_seed(args.seed), method=args.method)
+    codes = generate(
+        model.to(device),
+        args.count,
+        args.length,
+        speaker=None if speaker is None else torch.full((args.count,), speaker, device=device),
+        prime=None if prime is None else prime.to(device),
+        temperature=args.temperature,
+        generator=torch.Generator(device).manual_seed(args.seed),
+        method=args.method,
+    )
     for i, sample in enumerate(codes.cpu().numpy()):
         path = os.path.join(args.output, f"sample_{i}.wav")
         audio = mu_law_decode(sample, model.levels)
@@ -95,13 +129,20 @@ def main(argv=None):
             os.remove(path[:-4] + ".png")  # the plot of the wav just replaced
     files = "wav file" if args.count == 1 else "wav files"
     of = "" if speaker is None else f", speaker {meta['speakers'][speaker]}"
-    print(f"wrote {args.count} {files} of {args.length:,} samples ({args.length / rate:.2f} s at {rate} Hz{of}) "
-          f"to {args.output}/")
-    older = sorted(int(m.group(1)) for n in os.listdir(args.output)
-                   if (m := re.fullmatch(r"sample_(\d+)\.wav", n)) and int(m.group(1)) >= args.count)
+    print(
+        f"wrote {args.count} {files} of {args.length:,} samples ({args.length / rate:.2f} s at {rate} Hz{of}) "
+        f"to {args.output}/"
+    )
+    older = sorted(
+        int(m.group(1))
+        for n in os.listdir(args.output)
+        if (m := re.fullmatch(r"sample_(\d+)\.wav", n)) and int(m.group(1)) >= args.count
+    )
     if older:
-        print(f"note: {args.output}/ also holds {len(older)} sample(s) of an earlier run (sample_{older[0]}.wav, "
-              "...), left as they were")
+        print(
+            f"note: {args.output}/ also holds {len(older)} sample(s) of an earlier run (sample_{older[0]}.wav, "
+            "...), left as they were"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Plot the layer statistics that `--stats` recorded in a run's log.json (the original's percentile plot)."""
+
 import argparse
 import json
 import os
@@ -16,8 +17,10 @@ def layer_pattern(text):
     try:
         return re.compile(text)
     except re.error as e:
-        raise UserError(f"--layers {text!r} is not a valid regular expression ({e}); fix the pattern, "
-                        "or escape ( ) [ ] . * + ? with a backslash to match them literally") from None
+        raise UserError(
+            f"--layers {text!r} is not a valid regular expression ({e}); fix the pattern, "
+            "or escape ( ) [ ] . * + ? with a backslash to match them literally"
+        ) from None
 
 
 def check_prefix(prefix, given):
@@ -38,22 +41,30 @@ def check_layers(history, path, pattern):
     if not recorded:
         raise UserError(f"{path!r} has no layer statistics; train with --stats")
     if not recorded_parameters(history, "data", pattern):
-        shown = ", ".join(recorded[:NAMES_SHOWN]) + (f", ... ({len(recorded) - NAMES_SHOWN} more)"
-                                                     if len(recorded) > NAMES_SHOWN else "")
-        raise UserError(f"--layers {pattern.pattern!r} matched none of the {len(recorded)} recorded parameters "
-                        f"({shown}); pass a regex that matches part of one of these names, "
-                        "or leave out --layers for all")
+        shown = ", ".join(recorded[:NAMES_SHOWN]) + (
+            f", ... ({len(recorded) - NAMES_SHOWN} more)" if len(recorded) > NAMES_SHOWN else ""
+        )
+        raise UserError(
+            f"--layers {pattern.pattern!r} matched none of the {len(recorded)} recorded parameters "
+            f"({shown}); pass a regex that matches part of one of these names, "
+            "or leave out --layers for all"
+        )
     if not recorded_parameters(history, "grad", pattern):
-        raise UserError(f"--layers {pattern.pattern!r}: {path!r} records no gradient for the parameters it "
-                        "matches (they got none); pick parameters that are trained")
+        raise UserError(
+            f"--layers {pattern.pattern!r}: {path!r} records no gradient for the parameters it "
+            "matches (they got none); pick parameters that are trained"
+        )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     parser.add_argument("log", help="log.json of a run trained with --stats, or its --out folder")
-    parser.add_argument("--output", "-o", default="",
-                        help="PNG file prefix (default: <run folder>/stats): writes <prefix>_data.png and "
-                             "<prefix>_grad.png")
+    parser.add_argument(
+        "--output",
+        "-o",
+        default="",
+        help="PNG file prefix (default: <run folder>/stats): writes <prefix>_data.png and <prefix>_grad.png",
+    )
     parser.add_argument("--layers", default="", help="Only parameters whose name matches this regex")
     args = parser.parse_args(argv)
     pattern = layer_pattern(args.layers)

@@ -5,6 +5,7 @@
 Each chunk is receptive_field(stacks_num, layers_num) + target_length samples long, so that every
 target sample sees a full receptive field of real audio.
 """
+
 import argparse
 import os
 
@@ -15,35 +16,65 @@ from wavenet.windows import WindowGeometry
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="WaveNet data preprocessing: audio files -> vctk_* chunk files",
-                                     formatter_class=cli.HelpFormatter)
-    parser.add_argument("--data", required=True,
-                        help="Folder searched recursively for .wav and .flac files; a speaker is the name "
-                             "of a file's folder (VCTK: wav48/p225/p225_001.wav)")
-    parser.add_argument("--output", default=os.path.join("data", "vctk"),
-                        help="Folder for the vctk_* files (created if missing)")
-    parser.add_argument("--workers", type=cli.positive_int, default=os.cpu_count() or 1,
-                        help="Processes decoding and resampling files")
+    parser = argparse.ArgumentParser(
+        description="WaveNet data preprocessing: audio files -> vctk_* chunk files", formatter_class=cli.HelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="Folder searched recursively for .wav and .flac files; a speaker is the name "
+        "of a file's folder (VCTK: wav48/p225/p225_001.wav)",
+    )
+    parser.add_argument(
+        "--output", default=os.path.join("data", "vctk"), help="Folder for the vctk_* files (created if missing)"
+    )
+    parser.add_argument(
+        "--workers", type=cli.positive_int, default=os.cpu_count() or 1, help="Processes decoding and resampling files"
+    )
     parser.add_argument("--rate", type=cli.positive_int, default=16000, help="Sample rate to resample to (Hz)")
-    parser.add_argument("--stacks_num", type=cli.positive_int, default=5,
-                        help="Number of stacks of the WaveNet to train (sets the receptive field)")
-    parser.add_argument("--layers_num", type=cli.positive_int, default=10,
-                        help="Number of layers per stack of the WaveNet to train (sets the receptive field)")
-    parser.add_argument("--target_length", type=cli.positive_int, default=1600,
-                        help="Predicted samples per chunk, after its receptive field")
-    parser.add_argument("--flush_every", type=cli.positive_int, default=100,
-                        help="Chunks buffered in memory between writes")
-    parser.add_argument("--levels", type=cli.mu_law_levels, default=256,
-                        help="Number of mu-law levels (2..256; one byte per sample)")
+    parser.add_argument(
+        "--stacks_num",
+        type=cli.positive_int,
+        default=5,
+        help="Number of stacks of the WaveNet to train (sets the receptive field)",
+    )
+    parser.add_argument(
+        "--layers_num",
+        type=cli.positive_int,
+        default=10,
+        help="Number of layers per stack of the WaveNet to train (sets the receptive field)",
+    )
+    parser.add_argument(
+        "--target_length",
+        type=cli.positive_int,
+        default=1600,
+        help="Predicted samples per chunk, after its receptive field",
+    )
+    parser.add_argument(
+        "--flush_every", type=cli.positive_int, default=100, help="Chunks buffered in memory between writes"
+    )
+    parser.add_argument(
+        "--levels", type=cli.mu_law_levels, default=256, help="Number of mu-law levels (2..256; one byte per sample)"
+    )
     args = parser.parse_args(argv)
 
     writable_folder(args.output, "--output")
     geometry = WindowGeometry(receptive_field(args.stacks_num, args.layers_num), args.target_length)
-    summary = preprocess(args.data, args.output, args.rate, geometry.length, workers=args.workers,
-                         flush_every=args.flush_every, levels=args.levels, receptive_field=geometry.receptive_field)
+    summary = preprocess(
+        args.data,
+        args.output,
+        args.rate,
+        geometry.length,
+        workers=args.workers,
+        flush_every=args.flush_every,
+        levels=args.levels,
+        receptive_field=geometry.receptive_field,
+    )
     print(summary.format_summary())
-    print(f"saved in {args.output}: {corpus.CODES_FILE}, {corpus.SPEAKERS_FILE}, {corpus.RECORDINGS_FILE}, "
-          f"{corpus.META_FILE}")
+    print(
+        f"saved in {args.output}: {corpus.CODES_FILE}, {corpus.SPEAKERS_FILE}, {corpus.RECORDINGS_FILE}, "
+        f"{corpus.META_FILE}"
+    )
 
 
 if __name__ == "__main__":

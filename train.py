@@ -1,9 +1,10 @@
 """Train a class-conditional Gated PixelCNN on MNIST, CIFAR-10 or scikit-learn's 8x8 digits."""
+
 import argparse
 
 from wavenet import GatedPixelCNN, cli
-from wavenet.data import DATASETS, load_images
 from wavenet.files import writable_folder
+from wavenet.image_data import DATASETS, load_images
 from wavenet.launch import train
 from wavenet.objectives import pixelcnn_nll
 from wavenet.training import Task, seed_everything
@@ -11,19 +12,33 @@ from wavenet.training import Task, seed_everything
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="PixelCNN: train a Gated PixelCNN", formatter_class=cli.HelpFormatter)
-    cli.add_training_flags(parser, clip_flags=("--gradclip", "--clip"), clip_help="Bound for gradient hard "
-                       "clipping (L2 norm of all gradients; 0: no clipping); --clip is the same flag")
-    parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, default=128,
-                        help="Number of hidden dimensions")
-    parser.add_argument("--out_hidden_dim", type=cli.positive_int, default=16,
-                        help="Number of hidden dimensions of the output 1x1 layer")
-    parser.add_argument("--blocks_num", "-n", type=cli.non_negative_int, default=15,
-                        help="Number of gated residual blocks after the first 7x7 block")
+    cli.add_training_flags(
+        parser,
+        clip_flags=("--gradclip", "--clip"),
+        clip_help="Bound for gradient hard "
+        "clipping (L2 norm of all gradients; 0: no clipping); --clip is the same flag",
+    )
+    parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, default=128, help="Number of hidden dimensions")
+    parser.add_argument(
+        "--out_hidden_dim",
+        type=cli.positive_int,
+        default=16,
+        help="Number of hidden dimensions of the output 1x1 layer",
+    )
+    parser.add_argument(
+        "--blocks_num",
+        "-n",
+        type=cli.non_negative_int,
+        default=15,
+        help="Number of gated residual blocks after the first 7x7 block",
+    )
     parser.add_argument("--levels", type=int, default=2, help="Level number to quantisize pixel values")
-    parser.add_argument("--dataset", default="mnist",
-                        help=f"Dataset for training: {', '.join(DATASETS)} (digits ships with scikit-learn)")
-    parser.add_argument("--data_dir", default="data",
-                        help="Folder where MNIST/CIFAR-10 are downloaded to or read from")
+    parser.add_argument(
+        "--dataset",
+        default="mnist",
+        help=f"Dataset for training: {', '.join(DATASETS)} (digits ships with scikit-learn)",
+    )
+    parser.add_argument("--data_dir", default="data", help="Folder where MNIST/CIFAR-10 are downloaded to or read from")
     return parser.parse_args(argv)
 
 
@@ -37,8 +52,11 @@ def main(argv=None):
     q, _ = train_set[0]
     C, H, W = q.shape
     model = GatedPixelCNN(C, args.hidden_dim, args.blocks_num, args.out_hidden_dim, args.levels, num_classes=10)
-    task = Task(loss=pixelcnn_nll(args.levels), dims=C * H * W,
-                meta={"dataset": args.dataset, "levels": args.levels, "height": H, "width": W})
+    task = Task(
+        loss=pixelcnn_nll(args.levels),
+        dims=C * H * W,
+        meta={"dataset": args.dataset, "levels": args.levels, "height": H, "width": W},
+    )
     train(model, task, train_set, test_set, cli.settings_from_args(args), device, vars(args))
 
 

@@ -1,4 +1,5 @@
 """Train WaveNet on a folder written by preprocess.py."""
+
 import argparse
 
 from wavenet import WaveNet, cli
@@ -12,22 +13,32 @@ from wavenet.windows import AudioWindows, WindowsDoNotFit
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="WaveNet: train on a folder written by preprocess.py",
-                                     formatter_class=cli.HelpFormatter)
+    parser = argparse.ArgumentParser(
+        description="WaveNet: train on a folder written by preprocess.py", formatter_class=cli.HelpFormatter
+    )
     cli.add_training_flags(parser)
     parser.add_argument("--data", "-d", default="data/vctk", help="Input data directory (from preprocess.py)")
-    parser.add_argument("--hidden_dim", type=cli.positive_int, default=32,
-                        help="Number of hidden dimensions (residual channels)")
-    parser.add_argument("--out_hidden_dim", type=cli.positive_int, default=32,
-                        help="Number of hidden dimensions (skip channels and output layer)")
+    parser.add_argument(
+        "--hidden_dim", type=cli.positive_int, default=32, help="Number of hidden dimensions (residual channels)"
+    )
+    parser.add_argument(
+        "--out_hidden_dim",
+        type=cli.positive_int,
+        default=32,
+        help="Number of hidden dimensions (skip channels and output layer)",
+    )
     parser.add_argument("--stacks_num", "-s", type=cli.positive_int, default=5, help="Number of stacks")
-    parser.add_argument("--layers_num", "-l", type=cli.positive_int, default=10,
-                        help="Number of layers per stack")
-    parser.add_argument("--levels", type=cli.mu_law_levels, default=256,
-                        help="Level number to quantisize values (must match the data)")
-    parser.add_argument("--val_fraction", type=cli.fraction, default=0.05,
-                        help="Share of the windows held out for validation, as whole recordings (every "
-                             "speaker keeps one for training); with one recording, a share of its windows")
+    parser.add_argument("--layers_num", "-l", type=cli.positive_int, default=10, help="Number of layers per stack")
+    parser.add_argument(
+        "--levels", type=cli.mu_law_levels, default=256, help="Level number to quantisize values (must match the data)"
+    )
+    parser.add_argument(
+        "--val_fraction",
+        type=cli.fraction,
+        default=0.05,
+        help="Share of the windows held out for validation, as whole recordings (every "
+        "speaker keeps one for training); with one recording, a share of its windows",
+    )
     return parser.parse_args(argv)
 
 
@@ -38,24 +49,44 @@ def main(argv=None):
     windows = AudioWindows(args.data, levels=args.levels)
     seed_everything(args.seed)
     speakers = len(windows.speakers)
-    model = WaveNet(args.levels, args.hidden_dim, args.out_hidden_dim, args.stacks_num, args.layers_num,
-                    num_speakers=speakers if speakers > 1 else 0)
+    model = WaveNet(
+        args.levels,
+        args.hidden_dim,
+        args.out_hidden_dim,
+        args.stacks_num,
+        args.layers_num,
+        num_speakers=speakers if speakers > 1 else 0,
+    )
     R = model.receptive_field
     try:
         scored = windows.target_length_for(R)
     except WindowsDoNotFit:
         # flags are not taken from a --resume snapshot: a resumed run may just lack its own
-        fix = ("pass the --stacks_num and --layers_num of the run that wrote --resume, or rerun" if args.resume
-               else "rerun")
-        raise UserError(f"{args.data!r} was preprocessed for a receptive field of {windows.receptive_field} "
-                        f"samples (chunks of {windows.chunk_length}), this model (--stacks_num {args.stacks_num} "
-                        f"--layers_num {args.layers_num}) needs {R}; {fix} preprocess.py with --stacks_num "
-                        f"{args.stacks_num} --layers_num {args.layers_num}") from None
-    train_set, val_set = train_val_split(windows, args.val_fraction, args.seed, groups=windows.recording,
-                                         speakers=windows.speaker_ids)
-    task = Task(loss=wavenet_nll(scored, conditioned=model.num_speakers > 0), dims=1,
-                meta={"rate": windows.rate, "levels": args.levels, "speakers": windows.speakers,
-                      "receptive_field": R, "target_length": scored})
+        fix = (
+            "pass the --stacks_num and --layers_num of the run that wrote --resume, or rerun"
+            if args.resume
+            else "rerun"
+        )
+        raise UserError(
+            f"{args.data!r} was preprocessed for a receptive field of {windows.receptive_field} "
+            f"samples (chunks of {windows.chunk_length}), this model (--stacks_num {args.stacks_num} "
+            f"--layers_num {args.layers_num}) needs {R}; {fix} preprocess.py with --stacks_num "
+            f"{args.stacks_num} --layers_num {args.layers_num}"
+        ) from None
+    train_set, val_set = train_val_split(
+        windows, args.val_fraction, args.seed, groups=windows.recording, speakers=windows.speaker_ids
+    )
+    task = Task(
+        loss=wavenet_nll(scored, conditioned=model.num_speakers > 0),
+        dims=1,
+        meta={
+            "rate": windows.rate,
+            "levels": args.levels,
+            "speakers": windows.speakers,
+            "receptive_field": R,
+            "target_length": scored,
+        },
+    )
     train(model, task, train_set, val_set, cli.settings_from_args(args), device, vars(args))
 
 

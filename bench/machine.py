@@ -1,4 +1,5 @@
 """What the benchmark scripts print about the machine they ran on."""
+
 import platform
 
 

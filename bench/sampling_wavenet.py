@@ -11,6 +11,7 @@ whole output is extrapolated linearly between the two. "per CPU-s" divides by
 the CPU time of the process instead of the wall time: the two differ when other
 jobs share the machine. A randomly initialised model costs as much as a trained one.
 """
+
 import argparse
 import os
 import sys
@@ -18,7 +19,6 @@ import time
 
 import numba
 import torch
-
 from machine import cpu_model  # bench/machine.py, beside this script
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from wavenet.models import WaveNet  # noqa: E402
 from wavenet.wavenet_sampling import SESSIONS  # noqa: E402
 
-TARGET_ONE_STREAM = 16_000   # samples/s of one stream on one core (numba)
-TARGET_STREAMS = 50_000      # samples/s in all for --streams streams on --numba_threads cores
+TARGET_ONE_STREAM = 16_000  # samples/s of one stream on one core (numba)
+TARGET_STREAMS = 50_000  # samples/s in all for --streams streams on --numba_threads cores
 
 
 def parse_args():
@@ -43,8 +43,9 @@ def parse_args():
     parser.add_argument("--torch_steps", type=int, default=200, help="Samples timed on the torch path")
     parser.add_argument("--numba_steps", type=int, default=32_000, help="Samples per stream timed with numba")
     parser.add_argument("--streams", type=int, default=10, help="Streams of the multi-threaded numba run")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of the naive and torch runs (1: a per-core comparison)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the naive and torch runs (1: a per-core comparison)"
+    )
     parser.add_argument("--numba_threads", type=int, default=2, help="numba threads of the multi-stream run")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the weights and the draws")
     args = parser.parse_args()
@@ -52,8 +53,6 @@ def parse_args():
         args.hidden_dim, args.out_hidden_dim, args.stacks_num, args.layers_num = 16, 16, 2, 5
         args.length, args.naive_steps, args.torch_steps, args.numba_steps = 1000, 2, 20, 2000
     return args
-
-
 
 
 def timed(model, method, prime, steps, seed):
@@ -84,8 +83,9 @@ def main():
         late = torch.randint(0, args.levels, (1, args.length - args.naive_steps))
         _, wall1, cpu1 = timed(model, "naive", late, args.naive_steps, args.seed)
         naive_rate = 2 * args.naive_steps / (wall0 + wall1)
-        rows.append(("naive (original), extrapolated", 1, args.threads,
-                     naive_rate, 2 * args.naive_steps / (cpu0 + cpu1)))
+        rows.append(
+            ("naive (original), extrapolated", 1, args.threads, naive_rate, 2 * args.naive_steps / (cpu0 + cpu1))
+        )
 
         cached, wall, cpu = timed(model, "torch", nothing, args.torch_steps, args.seed)
         rows.append(("torch incremental", 1, args.threads, args.torch_steps / wall, args.torch_steps / cpu))
@@ -100,12 +100,16 @@ def main():
         rows.append(("numba", args.streams, args.numba_threads, samples / wall, samples / cpu))
 
     n = args.naive_steps
-    same = torch.equal(first, cached[:, :n]) and torch.equal(cached, compiled[:, :args.torch_steps])
-    print(f"model: WaveNet(levels={args.levels}, hidden_dim={args.hidden_dim}, out_hidden_dim={args.out_hidden_dim}, "
-          f"stacks_num={args.stacks_num}, layers_num={args.layers_num}, kernel_width=2), "
-          f"receptive field {model.receptive_field}")
-    print(f"cpu: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__} ({args.threads} threads); "
-          f"numba {numba.__version__}; load average before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")
+    same = torch.equal(first, cached[:, :n]) and torch.equal(cached, compiled[:, : args.torch_steps])
+    print(
+        f"model: WaveNet(levels={args.levels}, hidden_dim={args.hidden_dim}, out_hidden_dim={args.out_hidden_dim}, "
+        f"stacks_num={args.stacks_num}, layers_num={args.layers_num}, kernel_width=2), "
+        f"receptive field {model.receptive_field}"
+    )
+    print(
+        f"cpu: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__} ({args.threads} threads); "
+        f"numba {numba.__version__}; load average before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}"
+    )
     print(f"numba first call (compile or cache load): {compile_s:.1f} s")
     print(f"{'method':<31} {'streams':>7} {'threads':>7} {'samples/s':>10} {'per CPU-s':>10} {'vs naive':>9}")
     for name, count, threads, rate, cpu_rate in rows:
@@ -113,8 +117,10 @@ def main():
     print(f"same draws on every path (naive: first {n}, torch: first {args.torch_steps} samples): {same}")
     if not args.quick:
         ok = rows[2][3] >= TARGET_ONE_STREAM and rows[3][3] >= TARGET_STREAMS
-        print(f"target (numba >= {TARGET_ONE_STREAM} samples/s for 1 stream on 1 thread, >= {TARGET_STREAMS} "
-              f"for {args.streams} streams on {args.numba_threads}): {'met' if ok else 'NOT met'}")
+        print(
+            f"target (numba >= {TARGET_ONE_STREAM} samples/s for 1 stream on 1 thread, >= {TARGET_STREAMS} "
+            f"for {args.streams} streams on {args.numba_threads}): {'met' if ok else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Naive PixelCNN = the original's layout: full k x k masked convolutions in both s
 masks multiply zeros), the vertical stack shifted in every block. Naive WaveNet = the original's
 training pass: a one-hot float input and every output position computed, then masked.
 """
+
 import argparse
 import multiprocessing as mp
 import os
@@ -21,9 +22,8 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
-
 from machine import cpu_model  # bench/machine.py, beside this script
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from wavenet import GatedPixelCNN, WaveNet  # noqa: E402
@@ -36,12 +36,13 @@ class MaskedConv2d(nn.Conv2d):
     def __init__(self, cin, cout, k, mask_type, groups, vertical, gated_out=False):
         super().__init__(cin, cout, k, padding=k // 2)
         mask = torch.ones_like(self.weight)
-        mask[:, :, k // 2 + 1:] = 0            # rows below
+        mask[:, :, k // 2 + 1 :] = 0  # rows below
         if not vertical:
-            mask[:, :, :k // 2] = 0            # a horizontal stack sees only its own row
-            mask[:, :, k // 2, k // 2 + 1:] = 0
+            mask[:, :, : k // 2] = 0  # a horizontal stack sees only its own row
+            mask[:, :, k // 2, k // 2 + 1 :] = 0
             mask[:, :, k // 2, k // 2] = center_tap_mask(
-                channel_groups(cout, groups, gated=gated_out), channel_groups(cin, groups), mask_type)
+                channel_groups(cout, groups, gated=gated_out), channel_groups(cin, groups), mask_type
+            )
         self.register_buffer("mask", mask)
 
     def forward(self, x):
@@ -98,6 +99,7 @@ def pixelcnn_step(naive, size, amp):
         opt.zero_grad()
         loss.backward()
         opt.step()
+
     return step, batch
 
 
@@ -118,6 +120,7 @@ def wavenet_step(naive, size, amp):
         opt.zero_grad()
         loss.backward()
         opt.step()
+
     return step, batch * scored
 
 
@@ -133,7 +136,7 @@ def measure(kind, naive, amp, size, seconds, threads, queue):
         step()
         steps += 1
     rate = items * steps / (time.perf_counter() - start)
-    queue.put((rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, flops))
+    queue.put((rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, flops))
 
 
 def matmul_peak(dtype, seconds):
@@ -170,20 +173,29 @@ def main():
     }
     torch.set_num_threads(args.threads)
     peak = {amp: matmul_peak(torch.bfloat16 if amp else torch.float32, min(seconds, 2.0)) for amp in (False, True)}
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{args.threads} threads{' (quick)' if args.quick else ''}")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} threads{' (quick)' if args.quick else ''}"
+    )
     print(f"matrix-multiply peak: {peak[False] / 1e9:,.0f} GFLOP/s fp32, {peak[True] / 1e9:,.0f} GFLOP/s bf16")
-    print(f"{'model':<9} {'method':<16} {'throughput':>12} {'unit':<17} {'vs naive':>8} {'peak RSS':>9} "
-          f"{'GFLOP/item':>10} {'roofline':>12} {'of roofline':>11}")
+    print(
+        f"{'model':<9} {'method':<16} {'throughput':>12} {'unit':<17} {'vs naive':>8} {'peak RSS':>9} "
+        f"{'GFLOP/item':>10} {'roofline':>12} {'of roofline':>11}"
+    )
     for kind, (size, unit) in cases.items():
         naive = run(kind, True, False, size, seconds, args.threads)
         ours = run(kind, False, False, size, seconds, args.threads)
         amp = run(kind, False, True, size, seconds, args.threads)
-        for name, is_amp, (rate, rss, flops) in (("naive (original)", False, naive),
-                                                 ("this project", False, ours), ("this, --amp", True, amp)):
+        for name, is_amp, (rate, rss, flops) in (
+            ("naive (original)", False, naive),
+            ("this project", False, ours),
+            ("this, --amp", True, amp),
+        ):
             bound = peak[is_amp] / flops
-            print(f"{kind:<9} {name:<16} {rate:>12,.1f} {unit:<17} {rate / naive[0]:>7.2f}x {rss:>7.2f}GB "
-                  f"{flops / 1e9:>10.3g} {bound:>12,.1f} {rate / bound:>10.0%}")
+            print(
+                f"{kind:<9} {name:<16} {rate:>12,.1f} {unit:<17} {rate / naive[0]:>7.2f}x {rss:>7.2f}GB "
+                f"{flops / 1e9:>10.3g} {bound:>12,.1f} {rate / bound:>10.0%}"
+            )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import torch
 
 import train
 from wavenet import checkpoint
-from wavenet.data import load_images
+from wavenet.image_data import load_images
 from wavenet.errors import UserError
 from wavenet.training import Trainer
 

@@ -5,6 +5,7 @@ and rounded to the nearest of `levels` evenly spaced values of f, q = floor((f +
 So 0.0 maps to levels // 2 (the silence code WaveNet assumes before the first sample), and decoding
 takes q back to the centre of its bin, which encodes to q again.
 """
+
 import math
 import os
 import struct
@@ -19,7 +20,7 @@ from .files import atomic_write
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 RESAMPLER = "soxr_hq"  # band-limited and fast; keeps energy and pitch (tested)
-PCM16_MAX = 32767      # 16-bit PCM full scale; clip first, or out-of-range values wrap around
+PCM16_MAX = 32767  # 16-bit PCM full scale; clip first, or out-of-range values wrap around
 
 
 class AudioError(UserError):
@@ -99,8 +100,10 @@ def check_wav_length(path):
             if chunk_id == b"data":
                 # 0 and 0xFFFFFFFF mark a length the writer did not know (streamed files)
                 if chunk_size not in (0, 0xFFFFFFFF) and f.tell() + chunk_size > size:
-                    raise AudioError(f"{path}: truncated, the header promises {chunk_size} bytes of "
-                                     f"audio but the file holds {size - f.tell()}")
+                    raise AudioError(
+                        f"{path}: truncated, the header promises {chunk_size} bytes of "
+                        f"audio but the file holds {size - f.tell()}"
+                    )
                 return
             f.seek(chunk_size + chunk_size % 2, os.SEEK_CUR)  # chunks are padded to even sizes
 

@@ -8,6 +8,7 @@ A snapshot is a dict of tensors and plain Python values:
      "optimizer": ..., "state": {...iteration, epoch, best metric, history...},
      "rng": {...}, "args": {...all flags of the run...}, "data": {...split sizes...}}
 """
+
 import dataclasses
 import os
 import zipfile
@@ -30,12 +31,17 @@ def resolve(path, prefix):
         for kind in KINDS.values():
             theirs = newest(path, kind.prefix) if kind.prefix != prefix else None
             if theirs:
-                raise UserError(f"{path!r} holds {kind.name} snapshots ({os.path.basename(theirs)}), "
-                                f"no {prefix}<N>; use {kind.sampler} for it")
+                raise UserError(
+                    f"{path!r} holds {kind.name} snapshots ({os.path.basename(theirs)}), "
+                    f"no {prefix}<N>; use {kind.sampler} for it"
+                )
         trainer = newest(path, TRAINER_SNAPSHOT)
-        hint = (f"; model snapshots appear when the validation nll improves at an epoch's end, but the "
-                f"trainer snapshot {trainer} holds the weights too: pass it" if trainer else
-                "; pass a snapshot file or a training --out folder")
+        hint = (
+            f"; model snapshots appear when the validation nll improves at an epoch's end, but the "
+            f"trainer snapshot {trainer} holds the weights too: pass it"
+            if trainer
+            else "; pass a snapshot file or a training --out folder"
+        )
         raise UserError(f"{path!r} holds no {prefix}<N> snapshot{hint}")
     return found
 
@@ -50,42 +56,51 @@ def load(path, map_location="cpu"):
     if not os.path.isfile(path):
         raise UserError(f"snapshot {path!r} not found: pass the path of a file written by training")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a torn copy has lost its directory
-        raise UserError(f"{path!r} is not a readable snapshot (not a complete PyTorch zip file); "
-                        "pass a file written by train.py or train_wavenet.py")
+        raise UserError(
+            f"{path!r} is not a readable snapshot (not a complete PyTorch zip file); "
+            "pass a file written by train.py or train_wavenet.py"
+        )
     try:
         snapshot = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a corrupt or foreign file can fail anywhere inside the unpickler
         # the type as well: some messages alone say nothing (a text file gives KeyError: 105)
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
         reason = f"{type(e).__name__}: {first_line}" if first_line else type(e).__name__
-        raise UserError(f"{path!r} is not a readable snapshot ({reason}); "
-                        "pass a file written by train.py or train_wavenet.py") from None
+        raise UserError(
+            f"{path!r} is not a readable snapshot ({reason}); pass a file written by train.py or train_wavenet.py"
+        ) from None
     if not isinstance(snapshot, dict) or snapshot.get("model_type") not in KINDS:
-        raise UserError(f"{path!r} is not a snapshot of this project; "
-                        "pass a file written by train.py or train_wavenet.py")
+        raise UserError(
+            f"{path!r} is not a snapshot of this project; pass a file written by train.py or train_wavenet.py"
+        )
     if snapshot.get("format") != FORMAT:
-        raise UserError(f"{path!r} has snapshot format {snapshot.get('format')}, this version reads "
-                        f"format {FORMAT}")
+        raise UserError(f"{path!r} has snapshot format {snapshot.get('format')}, this version reads format {FORMAT}")
     return snapshot
 
 
 def model_snapshot(model, meta):
     """The part of a snapshot that rebuilds a trained model: type, config, weights, meta."""
-    return {"format": FORMAT, "model_type": kind_of(model).name, "config": dataclasses.asdict(model.config),
-            "model": model.state_dict(), "meta": dict(meta)}
+    return {
+        "format": FORMAT,
+        "model_type": kind_of(model).name,
+        "config": dataclasses.asdict(model.config),
+        "model": model.state_dict(),
+        "meta": dict(meta),
+    }
 
 
 def build_model(snapshot, expected_type, source="the snapshot"):
     """Rebuild the model of `snapshot` from its config alone and load its weights (source: named in errors)."""
     kind = KINDS[snapshot["model_type"]]
     if kind.name != expected_type:
-        raise UserError(f"{source} is a {kind.name} snapshot, not a {expected_type} one; "
-                        f"use {kind.sampler} for it")
+        raise UserError(f"{source} is a {kind.name} snapshot, not a {expected_type} one; use {kind.sampler} for it")
     try:
         model = kind.model(**snapshot["config"])
     except (TypeError, ValueError) as e:
-        raise UserError(f"{source}: its config does not build this version's {kind.name} ({e}); "
-                        "retrain, or use the version of this project that wrote it") from None
+        raise UserError(
+            f"{source}: its config does not build this version's {kind.name} ({e}); "
+            "retrain, or use the version of this project that wrote it"
+        ) from None
     load_weights(model, snapshot["model"], source)
     return model
 
@@ -96,8 +111,10 @@ def load_weights(model, state_dict, source):
         model.load_state_dict(state_dict)
     except RuntimeError as e:  # missing, unexpected or reshaped keys: a snapshot of an older version
         detail = " ".join(str(e).split())
-        raise UserError(f"{source}: its weights do not fit this version's {type(model).__name__} "
-                        f"({detail[:200]}); retrain, or use the version of this project that wrote it") from None
+        raise UserError(
+            f"{source}: its weights do not fit this version's {type(model).__name__} "
+            f"({detail[:200]}); retrain, or use the version of this project that wrote it"
+        ) from None
 
 
 def check_flags(snapshot, flags, source):
@@ -109,5 +126,7 @@ def check_flags(snapshot, flags, source):
     known = {**snapshot.get("meta", {}), **snapshot["config"]}
     for name, value in flags.items():
         if value is not None and name in known and known[name] != value:
-            raise UserError(f"--{name} {value} contradicts {source}, which was trained with "
-                            f"--{name} {known[name]}; drop the flag or pass --{name} {known[name]}")
+            raise UserError(
+                f"--{name} {value} contradicts {source}, which was trained with "
+                f"--{name} {known[name]}; drop the flag or pass --{name} {known[name]}"
+            )

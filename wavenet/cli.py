@@ -1,4 +1,5 @@
 """What every command-line script shares: flag checks, device choice, and one-line errors."""
+
 import argparse
 import dataclasses
 import math
@@ -12,8 +13,8 @@ from .corpus import MAX_LEVELS
 from .distributed import environment
 from .errors import UserError
 from .files import removing_empty_on_failure
-from .registry import KINDS
 from .launch import Settings
+from .registry import KINDS
 
 DEFAULTS = Settings()  # the training flags' defaults
 
@@ -139,8 +140,10 @@ def select_device(gpu):
     local_rank = environment().local_rank
     index = gpu if local_rank is None else local_rank
     if index >= torch.cuda.device_count():
-        raise UserError(f"--gpu {index}: only {torch.cuda.device_count()} CUDA GPU(s) here "
-                        f"(0..{torch.cuda.device_count() - 1}); pass a valid id or --gpu -1 for the CPU")
+        raise UserError(
+            f"--gpu {index}: only {torch.cuda.device_count()} CUDA GPU(s) here "
+            f"(0..{torch.cuda.device_count() - 1}); pass a valid id or --gpu -1 for the CPU"
+        )
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 
@@ -156,35 +159,83 @@ def resolve_model(path, model_type):
 
 def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradient clipping (0: no clipping)"):
     """The flags both trainers share, with the original's names, short forms and defaults."""
-    parser.add_argument("--batchsize", "-b", type=positive_int, default=DEFAULTS.batchsize,
-                        help="Number of examples in each mini-batch (per process under torchrun)")
-    parser.add_argument("--epoch", "-e", type=positive_int, default=DEFAULTS.epoch,
-                        help="Number of sweeps over the dataset to train")
-    parser.add_argument("--gpu", "-g", type=int, default=-1,
-                        help="GPU ID (negative value indicates CPU); under torchrun any GPU ID gives "
-                             "each process the GPU of its LOCAL_RANK")
-    parser.add_argument("--resume", "-r", default=DEFAULTS.resume,
-                        help="Resume the training from snapshot (a snapshot_iter_<N> file or its folder)")
+    parser.add_argument(
+        "--batchsize",
+        "-b",
+        type=positive_int,
+        default=DEFAULTS.batchsize,
+        help="Number of examples in each mini-batch (per process under torchrun)",
+    )
+    parser.add_argument(
+        "--epoch", "-e", type=positive_int, default=DEFAULTS.epoch, help="Number of sweeps over the dataset to train"
+    )
+    parser.add_argument(
+        "--gpu",
+        "-g",
+        type=int,
+        default=-1,
+        help="GPU ID (negative value indicates CPU); under torchrun any GPU ID gives "
+        "each process the GPU of its LOCAL_RANK",
+    )
+    parser.add_argument(
+        "--resume",
+        "-r",
+        default=DEFAULTS.resume,
+        help="Resume the training from snapshot (a snapshot_iter_<N> file or its folder)",
+    )
     parser.add_argument("--out", "-o", default=DEFAULTS.out, help="Output directory")
-    parser.add_argument(*clip_flags, dest="clip", type=non_negative_float, default=DEFAULTS.clip, help=clip_help,
-                        metavar=clip_flags[0].lstrip("-").upper())  # not CLIP (the dest) for --gradclip
-    parser.add_argument("--learning_rate", type=positive_float, default=DEFAULTS.learning_rate, help="Learning rate (Adam)")
-    parser.add_argument("--weight_decay", type=non_negative_float, default=DEFAULTS.weight_decay,
-                        help="Weight decay rate (L2 regularization)")
+    parser.add_argument(
+        *clip_flags,
+        dest="clip",
+        type=non_negative_float,
+        default=DEFAULTS.clip,
+        help=clip_help,
+        metavar=clip_flags[0].lstrip("-").upper(),
+    )  # not CLIP (the dest) for --gradclip
+    parser.add_argument(
+        "--learning_rate", type=positive_float, default=DEFAULTS.learning_rate, help="Learning rate (Adam)"
+    )
+    parser.add_argument(
+        "--weight_decay",
+        type=non_negative_float,
+        default=DEFAULTS.weight_decay,
+        help="Weight decay rate (L2 regularization)",
+    )
     # the original's train.py took a value (--stats STATS), its train_wavenet.py none: both work
-    parser.add_argument("--stats", nargs="?", const=True, default=DEFAULTS.stats, type=yes_no,
-                        help="Collect layerwise statistics of weights and gradients into log.json "
-                             "(--stats alone or --stats 1/true/yes/on: on; --stats 0/false/no/off: off)")
-    parser.add_argument("--snapshot_every", type=non_negative_int, default=DEFAULTS.snapshot_every,
-                        help="Iterations between trainer snapshots (0: once per epoch)")
-    parser.add_argument("--log_every", type=non_negative_int, default=DEFAULTS.log_every,
-                        help="Iterations between extra log records (0: once per epoch)")
-    parser.add_argument("--seed", type=seed, default=DEFAULTS.seed,
-                        help=f"Random seed, 0..{SEED_MAX} (initialisation and data order)")
-    parser.add_argument("--workers", type=non_negative_int, default=DEFAULTS.workers,
-                        help="DataLoader worker processes (0: load in the main process)")
+    parser.add_argument(
+        "--stats",
+        nargs="?",
+        const=True,
+        default=DEFAULTS.stats,
+        type=yes_no,
+        help="Collect layerwise statistics of weights and gradients into log.json "
+        "(--stats alone or --stats 1/true/yes/on: on; --stats 0/false/no/off: off)",
+    )
+    parser.add_argument(
+        "--snapshot_every",
+        type=non_negative_int,
+        default=DEFAULTS.snapshot_every,
+        help="Iterations between trainer snapshots (0: once per epoch)",
+    )
+    parser.add_argument(
+        "--log_every",
+        type=non_negative_int,
+        default=DEFAULTS.log_every,
+        help="Iterations between extra log records (0: once per epoch)",
+    )
+    parser.add_argument(
+        "--seed", type=seed, default=DEFAULTS.seed, help=f"Random seed, 0..{SEED_MAX} (initialisation and data order)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=DEFAULTS.workers,
+        help="DataLoader worker processes (0: load in the main process)",
+    )
     parser.add_argument("--amp", action="store_true", default=DEFAULTS.amp, help="Mixed precision: bfloat16 autocast")
-    parser.add_argument("--compile", action="store_true", default=DEFAULTS.compile, help="Compile the model with torch.compile")
+    parser.add_argument(
+        "--compile", action="store_true", default=DEFAULTS.compile, help="Compile the model with torch.compile"
+    )
 
 
 def settings_from_args(args):

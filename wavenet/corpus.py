@@ -16,6 +16,7 @@ The folders of the original Chainer preprocess.py are read by `legacy_corpus`.
 
 Only the standard library and numpy: the command-line modules import this one at their top.
 """
+
 import json
 import os
 from typing import NamedTuple
@@ -36,13 +37,14 @@ MAX_LEVELS = 256  # codes are stored as uint8
 
 class StoredChunks(NamedTuple):
     """What a folder holds, read and checked; the same for every format (see also legacy_corpus)."""
-    codes: np.ndarray                # uint8 (N, chunk_length), memory-mapped where the format allows
-    chunk_speakers: np.ndarray       # int64 (N,): speaker of each chunk, an index into `speakers`
-    recording_samples: np.ndarray    # int64 (F,): real samples (lead-in included) of each recording, in row order
-    speakers: list                   # speaker names, by index
-    levels: int                      # mu-law levels of the codes
-    rate: int | None                 # Hz, None where the folder does not say
-    receptive_field: int | None      # what the chunks were cut for, None where unknown
+
+    codes: np.ndarray  # uint8 (N, chunk_length), memory-mapped where the format allows
+    chunk_speakers: np.ndarray  # int64 (N,): speaker of each chunk, an index into `speakers`
+    recording_samples: np.ndarray  # int64 (F,): real samples (lead-in included) of each recording, in row order
+    speakers: list  # speaker names, by index
+    levels: int  # mu-law levels of the codes
+    rate: int | None  # Hz, None where the folder does not say
+    receptive_field: int | None  # what the chunks were cut for, None where unknown
 
 
 def read_folder(folder):
@@ -52,8 +54,15 @@ def read_folder(folder):
     speakers, receptive_field, chunks = list(meta["speakers"]), meta.get("receptive_field"), meta["chunks"]
     chunk_speakers = load_array(folder, SPEAKERS_FILE, (chunks,)).astype(np.int64)
     recording_samples = load_recordings(folder, meta)
-    return StoredChunks(open_codes(folder, chunks, chunk_length), chunk_speakers, recording_samples, speakers,
-                        levels, rate, receptive_field)
+    return StoredChunks(
+        open_codes(folder, chunks, chunk_length),
+        chunk_speakers,
+        recording_samples,
+        speakers,
+        levels,
+        rate,
+        receptive_field,
+    )
 
 
 def has_meta(folder):
@@ -70,8 +79,10 @@ def load_meta(folder):
     except (OSError, ValueError) as e:
         raise UserError(f"{path!r} is unreadable ({e}); rerun preprocess.py") from None
     if meta.get("format") not in READABLE_FORMATS:
-        raise UserError(f"{path!r} has format {meta.get('format')}, this version reads formats "
-                        f"{READABLE_FORMATS}; rerun preprocess.py")
+        raise UserError(
+            f"{path!r} has format {meta.get('format')}, this version reads formats "
+            f"{READABLE_FORMATS}; rerun preprocess.py"
+        )
     return meta
 
 
@@ -98,8 +109,10 @@ def load_recordings(folder, meta):
         return np.full(chunks, chunk_length, dtype=np.int64)
     samples = load_array(folder, RECORDINGS_FILE, (meta["recordings"],))
     if (-(-samples // chunk_length)).sum() != chunks or (samples < chunk_length).any():
-        raise UserError(f"{os.path.join(folder, RECORDINGS_FILE)!r} does not add up to the "
-                        f"{chunks} chunks of the meta file; rerun preprocess.py")
+        raise UserError(
+            f"{os.path.join(folder, RECORDINGS_FILE)!r} does not add up to the "
+            f"{chunks} chunks of the meta file; rerun preprocess.py"
+        )
     return samples
 
 

@@ -4,11 +4,12 @@ torchrun describes each process by RANK, LOCAL_RANK and WORLD_SIZE; `environment
 and nothing else does. Run alone (no torchrun), every helper here is the identity: one process,
 rank 0, no collectives.
 """
+
 import itertools
 import os
 import signal
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -21,16 +22,20 @@ from .errors import UserError
 @dataclass(frozen=True)
 class Environment:
     """What torchrun says about this process; a single process is rank 0 of 1 with no local rank."""
+
     rank: int = 0
     world_size: int = 1
-    local_rank: Optional[int] = None  # the GPU of this process on its machine
+    local_rank: int | None = None  # the GPU of this process on its machine
 
 
 def environment():
     """This process's place in the run, read from torchrun's RANK, WORLD_SIZE and LOCAL_RANK."""
     local = os.environ.get("LOCAL_RANK")
-    return Environment(rank=int(os.environ.get("RANK", "0")), world_size=int(os.environ.get("WORLD_SIZE", "1")),
-                       local_rank=None if local is None else int(local))
+    return Environment(
+        rank=int(os.environ.get("RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        local_rank=None if local is None else int(local),
+    )
 
 
 class Group:
@@ -96,8 +101,9 @@ class Group:
             return model
         # static_graph: every step runs the same graph, so DDP finds once which parameters the
         # loss does not reach (it would otherwise wait for their gradients forever)
-        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                       else None, static_graph=True)
+        return DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None, static_graph=True
+        )
 
 
 class ShardSampler(Sampler):
@@ -133,6 +139,7 @@ class EpochSampler(DistributedSampler):
 
 class Loaders(NamedTuple):
     """This rank's batches: train (shuffled per epoch by `sampler`) and validation (a fixed shard)."""
+
     train: DataLoader
     validation: DataLoader
     sampler: EpochSampler
@@ -150,9 +157,16 @@ def loaders(train_set, val_set, group, batchsize, workers, seed):
     # across epochs, so a memory-mapped corpus is not opened again each epoch.
     # Each new epoch's iterator draws a worker seed from `generator`; from the global generator
     # that draw would shift the RNG state a resumed run restores, so keep it apart.
-    loading = dict(batch_size=batchsize, num_workers=workers, pin_memory=group.device.type == "cuda",
-                   persistent_workers=workers > 0, worker_init_fn=ignore_sigint if workers else None,
-                   generator=torch.Generator().manual_seed(seed))
-    return Loaders(DataLoader(train_set, sampler=sampler, **loading),
-                   DataLoader(val_set, sampler=ShardSampler(val_set, group.world_size, group.rank), **loading),
-                   sampler)
+    loading = dict(
+        batch_size=batchsize,
+        num_workers=workers,
+        pin_memory=group.device.type == "cuda",
+        persistent_workers=workers > 0,
+        worker_init_fn=ignore_sigint if workers else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return Loaders(
+        DataLoader(train_set, sampler=sampler, **loading),
+        DataLoader(val_set, sampler=ShardSampler(val_set, group.world_size, group.rank), **loading),
+        sampler,
+    )

@@ -9,6 +9,7 @@ residual and skip, then the head and inverse-CDF sampling as in
 `sampling.inverse_cdf_sample`. It runs in float32; logits match the model's
 forward pass within 1e-4.
 """
+
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -20,11 +21,21 @@ from numba import njit
 # Eigen's float32 tanh: an odd 13/6 rational minimax fit, |error| < 4e-7. It is
 # arithmetic only, so LLVM vectorises it (math.tanh is a scalar libm call).
 TANH_CLAMP = np.float32(7.90531110763549805)  # tanh rounds to +-1 in float32 beyond this
-A1, A3, A5, A7, A9, A11, A13 = (np.float32(a) for a in (
-    4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-    -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16))
-B0, B2, B4, B6 = (np.float32(b) for b in (
-    4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
+A1, A3, A5, A7, A9, A11, A13 = (
+    np.float32(a)
+    for a in (
+        4.89352455891786e-03,
+        6.37261928875436e-04,
+        1.48572235717979e-05,
+        5.12229709037114e-08,
+        -8.60467152213735e-11,
+        2.00018790482477e-13,
+        -2.76076847742355e-16,
+    )
+)
+B0, B2, B4, B6 = (
+    np.float32(b) for b in (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
+)
 HALF = np.float32(0.5)
 ZERO = np.float32(0.0)
 # cache: compile once per machine, not once per process. error_model="numpy": float division
@@ -38,18 +49,19 @@ class Packed(NamedTuple):
 
     C = residual channels, S = skip channels, L = layers, k = kernel_width.
     """
-    table: np.ndarray     # (k, levels, C): tap i of the input convolution as a look-up table
-    in_bias: np.ndarray   # (C,)
-    dilated: np.ndarray   # (L, k*C, 2C): input rows tap by tap, oldest tap first; filter then gate outputs
-    cond: np.ndarray      # (streams, L, 2C): dilated bias plus the stream's speaker embedding
-    out: np.ndarray       # (L, C, C + S): residual 1x1 then skip 1x1
+
+    table: np.ndarray  # (k, levels, C): tap i of the input convolution as a look-up table
+    in_bias: np.ndarray  # (C,)
+    dilated: np.ndarray  # (L, k*C, 2C): input rows tap by tap, oldest tap first; filter then gate outputs
+    cond: np.ndarray  # (streams, L, 2C): dilated bias plus the stream's speaker embedding
+    out: np.ndarray  # (L, C, C + S): residual 1x1 then skip 1x1
     out_bias: np.ndarray  # (L, C + S)
-    head1: np.ndarray     # (S, S)
+    head1: np.ndarray  # (S, S)
     head1_bias: np.ndarray
-    head2: np.ndarray     # (S, levels)
+    head2: np.ndarray  # (S, levels)
     head2_bias: np.ndarray
-    reach: np.ndarray     # (L,) int64: (k - 1) * dilation, the ring size of each layer
-    offset: np.ndarray    # (L,) int64: where each layer's ring starts in the state
+    reach: np.ndarray  # (L,) int64: (k - 1) * dilation, the ring size of each layer
+    offset: np.ndarray  # (L,) int64: where each layer's ring starts in the state
 
 
 def _f32(t):
@@ -77,11 +89,19 @@ def pack(model, streams, speaker=None):
     reach = np.array([layer.dilated.reach for layer in model.layers], np.int64)
     _, head1, _, head2 = model.head
     return Packed(
-        table=_f32(model.input_conv.weight.permute(2, 1, 0)), in_bias=_f32(model.input_conv.bias),
-        dilated=_f32(dilated), cond=cond, out=out, out_bias=out_bias,
-        head1=_f32(head1.weight[:, :, 0].t()), head1_bias=_f32(head1.bias),
-        head2=_f32(head2.weight[:, :, 0].t()), head2_bias=_f32(head2.bias),
-        reach=reach, offset=np.concatenate([[0], np.cumsum(reach)[:-1]]).astype(np.int64))
+        table=_f32(model.input_conv.weight.permute(2, 1, 0)),
+        in_bias=_f32(model.input_conv.bias),
+        dilated=_f32(dilated),
+        cond=cond,
+        out=out,
+        out_bias=out_bias,
+        head1=_f32(head1.weight[:, :, 0].t()),
+        head1_bias=_f32(head1.bias),
+        head2=_f32(head2.weight[:, :, 0].t()),
+        head2_bias=_f32(head2.bias),
+        reach=reach,
+        offset=np.concatenate([[0], np.cumsum(reach)[:-1]]).astype(np.int64),
+    )
 
 
 def ring_state(buffers):
@@ -146,8 +166,7 @@ def _draw(logits, u, temperature, cdf):
 
 
 @njit(nogil=True, **JIT)
-def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, logits_out,
-                 history, rings, w):
+def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, logits_out, history, rings, w):
     """Advance streams lo..hi-1 by one block of steps; see `run`."""
     k, _, C = w.table.shape
     L, K, G = w.dilated.shape
@@ -156,17 +175,17 @@ def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, 
     head1, head2 = w.head1.reshape((1, S, S)), w.head2.reshape((1, S, levels))  # as _matvec's (L, in, out)
     n = hi - lo
     steps = max(uniforms.shape[0], forced.shape[1])
-    h = np.empty((n, C), np.float32)        # each stream's input to the current layer
+    h = np.empty((n, C), np.float32)  # each stream's input to the current layer
     skips = np.empty((n, S), np.float32)
-    x = np.empty(K, np.float32)             # the dilated convolution's taps, oldest first
-    pre = np.empty(G, np.float32)           # its output: filter half, then gate half
+    x = np.empty(K, np.float32)  # the dilated convolution's taps, oldest first
+    pre = np.empty(G, np.float32)  # its output: filter half, then gate half
     z = np.empty(C, np.float32)
-    res = np.empty(O, np.float32)           # residual then skip 1x1 outputs
+    res = np.empty(O, np.float32)  # residual then skip 1x1 outputs
     hid = np.empty(S, np.float32)
     logits = np.empty(levels, np.float32)
     cdf = np.empty(levels, np.float64)
     for step in range(steps):
-        t = t0 + step                       # ring slots rotate with the global step count
+        t = t0 + step  # ring slots rotate with the global step count
         for s in range(n):
             # causal input convolution over the last k codes: one table row per tap
             ss = lo + s

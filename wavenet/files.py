@@ -1,4 +1,5 @@
 """File and folder utilities every module shares: atomic writes, numbered files, output folders (no torch)."""
+
 import contextlib
 import contextvars
 import os
@@ -57,8 +58,9 @@ def writable_folder(path, flag):
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
-        raise UserError(f"{flag} {path!r}: cannot create the folder ({e.strerror}); "
-                        "pick a folder you can write") from None
+        raise UserError(
+            f"{flag} {path!r}: cannot create the folder ({e.strerror}); pick a folder you can write"
+        ) from None
     created = _created.get()
     if created is not None:
         created.extend(missing)
@@ -78,10 +80,8 @@ def removing_empty_on_failure():
         yield
     except BaseException:
         for folder in _created.get():
-            try:
+            with contextlib.suppress(OSError):  # not empty (or gone): keep it
                 os.rmdir(folder)
-            except OSError:
-                pass
         raise
     finally:
         _created.reset(token)

@@ -2,6 +2,7 @@
 
 Both trainers call `train`; tests that need a Trainer without running it call `build_trainer`.
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -17,14 +18,15 @@ from .training import Trainer
 @dataclass
 class Settings:
     """Run settings: the one source of the training flags' defaults (cli.add_training_flags reads them)."""
+
     out: str = "result"
     batchsize: int = 16
     epoch: int = 20
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     clip: float = 1.0
-    snapshot_every: int = 0   # iterations between trainer snapshots; 0 = once per epoch
-    log_every: int = 0        # iterations between extra log records (with --stats); 0 = per epoch
+    snapshot_every: int = 0  # iterations between trainer snapshots; 0 = once per epoch
+    log_every: int = 0  # iterations between extra log records (with --stats); 0 = per epoch
     stats: bool = False
     seed: int = 0
     workers: int = 0

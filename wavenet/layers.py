@@ -7,6 +7,7 @@ weights, so sampling cannot drift from training. WaveNet's `CausalConv1d`
 never pads: `causal_inputs` prepends silence once, at the model's input, and
 drops the sample each output predicts.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -133,9 +134,9 @@ def causal_inputs(x, receptive_field, output_length, fill):
         raise ValueError(f"output_length must lie in 0..{T} (the input's length), got {N}")
     if x.dtype.is_floating_point:
         B, levels, _ = x.shape
-        pad = F.one_hot(torch.tensor(fill), levels).to(x)                       # (levels,)
+        pad = F.one_hot(torch.tensor(fill), levels).to(x)  # (levels,)
         padded = torch.cat([pad[None, :, None].expand(B, -1, R), x], dim=-1)  # (B, levels, R + T)
     else:
-        padded = F.pad(x, (R, 0), value=fill)                                  # (B, R + T)
+        padded = F.pad(x, (R, 0), value=fill)  # (B, R + T)
     # x[i] is padded[i + R]. Positive bounds: x[..., -0:] would keep everything when a length is 0
-    return padded[..., T - N:T + R - 1]
+    return padded[..., T - N : T + R - 1]

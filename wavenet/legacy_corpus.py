@@ -4,6 +4,7 @@ Files `vctk_<worker>` hold arrays np.save'd one after another, of mu-law values 
 (see legacy_codes for the variants); `vctk_<worker>_label` files hold the original's speaker
 guesses, which are ignored. There each chunk counts as a recording of its own.
 """
+
 import os
 
 import numpy as np
@@ -18,11 +19,15 @@ def read_legacy(folder, levels):
     The original wrote no rate and guessed speakers from numbers in the path: one unknown speaker,
     no receptive field. The codes are read into memory. UserError if there is nothing usable.
     """
-    paths = sorted(os.path.join(folder, name) for name in os.listdir(folder)
-                   if name.startswith(PREFIX) and not name.endswith("_label"))
+    paths = sorted(
+        os.path.join(folder, name)
+        for name in os.listdir(folder)
+        if name.startswith(PREFIX) and not name.endswith("_label")
+    )
     if not paths:
-        raise UserError(f"{folder!r} holds no {PREFIX}* files; run preprocess.py --data AUDIO_FOLDER "
-                        f"--output {folder} first")
+        raise UserError(
+            f"{folder!r} holds no {PREFIX}* files; run preprocess.py --data AUDIO_FOLDER --output {folder} first"
+        )
     rows = []
     for path in paths:
         for array in saved_arrays(path):
@@ -31,13 +36,21 @@ def read_legacy(folder, levels):
     if not rows:
         raise UserError(f"{folder!r}: the {PREFIX}* files hold no chunk; rerun preprocess.py")
     if len({len(r) for r in rows}) > 1:
-        raise UserError(f"{folder!r}: the {PREFIX}* files hold chunks of different lengths "
-                        f"{sorted({len(r) for r in rows})}; rerun preprocess.py")
+        raise UserError(
+            f"{folder!r}: the {PREFIX}* files hold chunks of different lengths "
+            f"{sorted({len(r) for r in rows})}; rerun preprocess.py"
+        )
     codes = np.stack(rows)
     n, chunk_length = codes.shape
-    return StoredChunks(codes, chunk_speakers=np.zeros(n, dtype=np.int64),
-                        recording_samples=np.full(n, chunk_length, dtype=np.int64),
-                        speakers=["unknown"], levels=levels, rate=None, receptive_field=None)
+    return StoredChunks(
+        codes,
+        chunk_speakers=np.zeros(n, dtype=np.int64),
+        recording_samples=np.full(n, chunk_length, dtype=np.int64),
+        speakers=["unknown"],
+        levels=levels,
+        rate=None,
+        receptive_field=None,
+    )
 
 
 def saved_arrays(path):
@@ -48,8 +61,9 @@ def saved_arrays(path):
             try:
                 yield np.load(f, allow_pickle=False)
             except (OSError, ValueError, EOFError) as e:
-                raise UserError(f"{path!r} is not a sequence of saved numpy arrays ({e}); "
-                                "rerun preprocess.py") from None
+                raise UserError(
+                    f"{path!r} is not a sequence of saved numpy arrays ({e}); rerun preprocess.py"
+                ) from None
 
 
 def legacy_codes(array, levels, path):

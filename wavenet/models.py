@@ -6,14 +6,22 @@ Each model's whole config is a frozen dataclass (`GatedPixelCNNConfig`,
 arguments, `model.config` is the instance, and checkpoints store it as a dict
 (`dataclasses.asdict`) and rebuild the model with `Model(**that_dict)`.
 """
+
 import inspect
 from dataclasses import dataclass
 
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (CausalConv1d, HorizontalConv, VerticalConv, causal_inputs, channel_groups,
-                     gated_activation, shift_down)
+from .layers import (
+    CausalConv1d,
+    HorizontalConv,
+    VerticalConv,
+    causal_inputs,
+    channel_groups,
+    gated_activation,
+    shift_down,
+)
 
 FIRST_KERNEL = 7  # the first block sees a 7x7 neighbourhood (mask A), as in the paper
 BLOCK_KERNEL = 3  # every later block is 3x3 (mask B)
@@ -33,15 +41,15 @@ def takes_config(config_type):
 class GatedBlock(nn.Module):
     """One layer of both stacks with gated units (Figure 2 of the Gated PixelCNN paper)."""
 
-    def __init__(self, in_channels, hidden_dim, kernel_size, mask_type, groups, num_classes, residual,
-                 vertical_out=True):
+    def __init__(
+        self, in_channels, hidden_dim, kernel_size, mask_type, groups, num_classes, residual, vertical_out=True
+    ):
         super().__init__()
         in_groups = channel_groups(in_channels, groups)
         gate_groups = channel_groups(2 * hidden_dim, groups, gated=True)
         hidden_groups = channel_groups(hidden_dim, groups)
         self.vertical = VerticalConv(in_channels, 2 * hidden_dim, kernel_size)
-        self.horizontal = HorizontalConv(in_channels, 2 * hidden_dim, kernel_size, mask_type,
-                                         in_groups, gate_groups)
+        self.horizontal = HorizontalConv(in_channels, 2 * hidden_dim, kernel_size, mask_type, in_groups, gate_groups)
         # vertical -> horizontal link: it only ever receives rows above (after shift_down),
         # so it needs no mask
         self.link = nn.Conv2d(2 * hidden_dim, 2 * hidden_dim, 1)
@@ -64,8 +72,8 @@ class GatedBlock(nn.Module):
     def forward(self, v, h, label=None):
         """v, h: (B, C_in, H, W) stacks -> (B, hidden, H, W) each (v is None after the last block)."""
         cond_v, cond_h = self.condition(label)
-        v_pre = self.vertical(v)                            # (B, 2*hidden, H, W), rows <= i
-        link = self.link(shift_down(v_pre))                 # rows < i only
+        v_pre = self.vertical(v)  # (B, 2*hidden, H, W), rows <= i
+        link = self.link(shift_down(v_pre))  # rows < i only
         v = gated_activation(v_pre, cond_v) if self.vertical_out else None
         return v, self.horizontal_out(self.horizontal(h) + link, h, cond_h)
 
@@ -81,11 +89,12 @@ class GatedBlock(nn.Module):
 @dataclass(frozen=True)
 class GatedPixelCNNConfig:
     """Everything that defines a GatedPixelCNN: its constructor's arguments and a checkpoint's "config"."""
-    in_channels: int     # C, colour channels of an image (1 grey, 3 RGB), generated in that order
-    hidden_dim: int      # channels of the vertical and horizontal stacks in every block
-    blocks_num: int      # 3x3 blocks (mask B) after the first 7x7 one (mask A)
+
+    in_channels: int  # C, colour channels of an image (1 grey, 3 RGB), generated in that order
+    hidden_dim: int  # channels of the vertical and horizontal stacks in every block
+    blocks_num: int  # 3x3 blocks (mask B) after the first 7x7 one (mask A)
     out_hidden_dim: int  # channels of the output head's hidden layer, between the stacks and the logits
-    levels: int          # quantised values per sub-pixel: logits (B, levels, C, H, W)
+    levels: int  # quantised values per sub-pixel: logits (B, levels, C, H, W)
     num_classes: int = 10  # class labels it is conditioned on; 10 fits MNIST and CIFAR-10. 0: unconditional
 
 
@@ -107,11 +116,32 @@ class GatedPixelCNN(nn.Module):
         self.num_classes = c.num_classes
         groups = c.in_channels
         self.blocks = nn.ModuleList(
-            [GatedBlock(c.in_channels, c.hidden_dim, FIRST_KERNEL, "A", groups, c.num_classes, residual=False,
-                        vertical_out=c.blocks_num > 0)]
-            + [GatedBlock(c.hidden_dim, c.hidden_dim, BLOCK_KERNEL, "B", groups, c.num_classes, residual=True,
-                          vertical_out=n < c.blocks_num - 1)
-               for n in range(c.blocks_num)])
+            [
+                GatedBlock(
+                    c.in_channels,
+                    c.hidden_dim,
+                    FIRST_KERNEL,
+                    "A",
+                    groups,
+                    c.num_classes,
+                    residual=False,
+                    vertical_out=c.blocks_num > 0,
+                )
+            ]
+            + [
+                GatedBlock(
+                    c.hidden_dim,
+                    c.hidden_dim,
+                    BLOCK_KERNEL,
+                    "B",
+                    groups,
+                    c.num_classes,
+                    residual=True,
+                    vertical_out=n < c.blocks_num - 1,
+                )
+                for n in range(c.blocks_num)
+            ]
+        )
         hidden_groups = channel_groups(c.hidden_dim, groups)
         out_groups = channel_groups(c.out_hidden_dim, groups)
         # logits channel l*C + c belongs to colour c, so a view to (levels, C) keeps groups intact
@@ -163,7 +193,7 @@ def receptive_field(stacks_num, layers_num, kernel_width=2):
     The input convolution sees `kernel_width` samples; each dilated layer adds
     (kernel_width - 1) * dilation, with dilations 1, 2, ..., 2**(layers_num-1) per stack.
     """
-    dilations = stacks_num * (2 ** layers_num - 1)
+    dilations = stacks_num * (2**layers_num - 1)
     return (kernel_width - 1) * (dilations + 1) + 1
 
 
@@ -182,21 +212,22 @@ class ResidualLayer(nn.Module):
     def forward(self, x, speaker, n):
         """x: (B, C, reach + T) -> residual output (B, C, T) or None, skip of the last n steps (B, S, n)."""
         cond = self.speaker(speaker)[:, :, None] if self.speaker is not None else None
-        z = gated_activation(self.dilated(x), cond)          # (B, C, T)
+        z = gated_activation(self.dilated(x), cond)  # (B, C, T)
         skip = self.skip(z[:, :, -n:])
         if self.residual is None:
             return None, skip
-        return x[:, :, self.dilated.reach:] + self.residual(z), skip
+        return x[:, :, self.dilated.reach :] + self.residual(z), skip
 
 
 @dataclass(frozen=True)
 class WaveNetConfig:
     """Everything that defines a WaveNet: its constructor's arguments and a checkpoint's "config"."""
-    levels: int          # mu-law levels: codes 0..levels-1 in, logits (B, levels, T) out
-    hidden_dim: int      # residual_channels of the input convolution and of every layer
+
+    levels: int  # mu-law levels: codes 0..levels-1 in, logits (B, levels, T) out
+    hidden_dim: int  # residual_channels of the input convolution and of every layer
     out_hidden_dim: int  # skip_channels: the skips are summed at this width, which is the head's
-    stacks_num: int      # stacks of dilated layers, each restarting at dilation 1
-    layers_num: int      # layers per stack, with dilations 1, 2, ..., 2**(layers_num - 1)
+    stacks_num: int  # stacks of dilated layers, each restarting at dilation 1
+    layers_num: int  # layers per stack, with dilations 1, 2, ..., 2**(layers_num - 1)
     kernel_width: int = 2  # taps of every causal convolution; 2 is the paper's
     num_speakers: int = 0  # speaker ids for global conditioning; 0: unconditioned
 
@@ -214,14 +245,22 @@ class WaveNet(nn.Module):
         self.receptive_field = receptive_field(c.stacks_num, c.layers_num, c.kernel_width)
         # the causal input convolution over one-hot codes (kept as a conv weight; see embed)
         self.input_conv = CausalConv1d(c.levels, c.hidden_dim, c.kernel_width)
-        dilations = [2 ** i for _ in range(c.stacks_num) for i in range(c.layers_num)]
+        dilations = [2**i for _ in range(c.stacks_num) for i in range(c.layers_num)]
         # skip connections are summed at out_hidden_dim channels, the width of the head
         self.layers = nn.ModuleList(
-            [ResidualLayer(c.hidden_dim, c.out_hidden_dim, c.kernel_width, d, c.num_speakers,
-                           residual=i < len(dilations) - 1)
-             for i, d in enumerate(dilations)])
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(c.out_hidden_dim, c.out_hidden_dim, 1),
-                                  nn.ReLU(), nn.Conv1d(c.out_hidden_dim, c.levels, 1))
+            [
+                ResidualLayer(
+                    c.hidden_dim, c.out_hidden_dim, c.kernel_width, d, c.num_speakers, residual=i < len(dilations) - 1
+                )
+                for i, d in enumerate(dilations)
+            ]
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv1d(c.out_hidden_dim, c.out_hidden_dim, 1),
+            nn.ReLU(),
+            nn.Conv1d(c.out_hidden_dim, c.levels, 1),
+        )
 
     __init__.__signature__ = takes_config(WaveNetConfig)
 
@@ -240,12 +279,12 @@ class WaveNet(nn.Module):
         N = T if output_length is None else output_length
         self.check_speaker(speaker, B)
         R = self.receptive_field
-        history = causal_inputs(x, R, N, self.silence)        # (B, [levels,] N + R - 1)
-        h = self.embed(history)                               # (B, hidden, N + R - k)
+        history = causal_inputs(x, R, N, self.silence)  # (B, [levels,] N + R - 1)
+        h = self.embed(history)  # (B, hidden, N + R - k)
         skips = 0
         for layer in self.layers:
             h, skip = layer(h, speaker, N)
-            skips = skips + skip                              # (B, out_hidden, N)
+            skips = skips + skip  # (B, out_hidden, N)
         return self.head(skips)
 
     def embed(self, x):
@@ -255,8 +294,8 @@ class WaveNet(nn.Module):
             return conv(x)
         # a convolution over one-hot codes is a sum of table look-ups, one per tap
         n = x.shape[1] - conv.reach
-        h = sum(F.embedding(x[:, i:i + n], conv.weight[:, :, i].t()) for i in range(conv.reach + 1))
-        return h.transpose(1, 2) + conv.bias[:, None]         # (B, hidden, n)
+        h = sum(F.embedding(x[:, i : i + n], conv.weight[:, :, i].t()) for i in range(conv.reach + 1))
+        return h.transpose(1, 2) + conv.bias[:, None]  # (B, hidden, n)
 
     def check_speaker(self, speaker, batch):
         """Raise ValueError unless `speaker` fits this model (None iff unconditioned)."""

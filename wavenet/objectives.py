@@ -1,9 +1,10 @@
 """The papers' objectives: the negative log-likelihood each model trains on, and bits per dimension."""
+
 import math
 
 import torch.nn.functional as F
 
-from .data import dequantize
+from .image_data import dequantize
 
 LN2 = math.log(2.0)
 
@@ -22,11 +23,13 @@ def pixelcnn_nll(levels):
 
     Returns loss(model, batch) -> (nll summed over the batch in nats, images in the batch).
     """
+
     def loss(model, batch):
         q, label = batch
         q = q.long()
-        logits = model(dequantize(q, levels), label)          # (B, levels, C, H, W)
+        logits = model(dequantize(q, levels), label)  # (B, levels, C, H, W)
         return F.cross_entropy(logits.float(), q, reduction="sum"), q.shape[0]
+
     return loss
 
 
@@ -37,10 +40,12 @@ def wavenet_nll(scored, conditioned):
     exists to give them full context, as the original masked it.
     Returns loss(model, batch) -> (nll summed over scored samples in nats, scored samples).
     """
+
     def loss(model, batch):
         codes, speaker = batch
         codes = codes.long()
         logits = model(codes, speaker if conditioned else None, output_length=scored)  # (B, levels, scored)
         target = codes[:, -scored:]
         return F.cross_entropy(logits.float(), target, reduction="sum"), target.numel()
+
     return loss

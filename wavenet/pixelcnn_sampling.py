@@ -19,6 +19,7 @@ rounding (the convolutions are summed in a different order), so in float32 a
 uniform draw within about 1e-7 of a CDF step can, rarely, fall on different
 sides on the two paths; in float64 the draws are identical in practice.
 """
+
 import itertools
 
 import torch
@@ -31,8 +32,9 @@ from .sampling import inference, inverse_cdf_sample
 METHODS = ("cached", "naive")
 
 
-def sample_images(model, count, height, width, label=None, generator=None, method="cached",
-                  progress=True, stop_after=None):
+def sample_images(
+    model, count, height, width, label=None, generator=None, method="cached", progress=True, stop_after=None
+):
     """Draw `count` images from a GatedPixelCNN.
 
     label: (count,) long class ids, or None for an unconditional model;
@@ -102,8 +104,9 @@ def _naive_loop(model, x, label, choose, progress, stop_after):
     B, C, H, W = x.shape
     order = itertools.product(range(H), range(W), range(C))  # raster, then R -> G -> B
     total = C * H * W if stop_after is None else min(stop_after, C * H * W)
-    for i, j, c in tqdm(itertools.islice(order, total), total=total, disable=not progress,
-                        desc="sampling (naive)", unit="sub-pixel"):
+    for i, j, c in tqdm(
+        itertools.islice(order, total), total=total, disable=not progress, desc="sampling (naive)", unit="sub-pixel"
+    ):
         x[:, c, i, j] = choose(model(x, label)[:, :, c, i, j], (c, i, j))
 
 
@@ -171,11 +174,10 @@ class CachedStacks:
     def pixel(self, j, pixel):
         """Horizontal stack at column j of the current row: pixel (B, C) centred -> logits (B, levels, C)."""
         h = pixel.t()[None, :, :, None]  # (1, C, B, 1)
-        for block, row, link, cond_h in zip(self.model.blocks, self.h_rows, self.links,
-                                            self.h_conditions):
+        for block, row, link, cond_h in zip(self.model.blocks, self.h_rows, self.links, self.h_conditions):
             half = block.horizontal.half
             row[half + j] = h[..., 0]
-            window = row[j:j + half + 1].permute(1, 2, 3, 0)  # (1, C_in, B, half + 1)
+            window = row[j : j + half + 1].permute(1, 2, 3, 0)  # (1, C_in, B, half + 1)
             h_pre = block.horizontal.valid(window) + link[j]
             h = block.horizontal_out(h_pre, h, cond_h)  # (1, hidden, B, 1)
         return self.model.logits(h)[0, :, :, :, 0].permute(2, 0, 1)  # (levels, C, B) -> (B, levels, C)
@@ -193,8 +195,7 @@ class CachedStacks:
     def finish_row(self, row):
         """Vertical stack of a finished row: row (B, C, W) centred; prepares the next row's links."""
         v = row[:, :, None, :]  # (B, C, 1, W)
-        for n, (block, window, cond_v) in enumerate(zip(self.model.blocks, self.v_windows,
-                                                        self.v_conditions)):
+        for n, (block, window, cond_v) in enumerate(zip(self.model.blocks, self.v_windows, self.v_conditions)):
             half = block.vertical.half
             window = torch.cat([window[:, :, 1:], F.pad(v, (half, half))], dim=2)  # drop the oldest row
             self.v_windows[n] = window

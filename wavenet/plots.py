@@ -1,4 +1,5 @@
 """PNG plots of training curves and layer statistics (matplotlib, no display needed)."""
+
 import math
 import re
 
@@ -42,8 +43,9 @@ def plot_audio(samples, rate, path):
             spec.specgram(samples, NFFT=nfft, Fs=rate, noverlap=nfft * 3 // 4, cmap="magma")
         spec.set_ylabel("frequency (Hz)")
     else:
-        spec.text(0.5, 0.5, f"{len(samples)} samples: too short for a spectrogram", ha="center",
-                  transform=spec.transAxes)
+        spec.text(
+            0.5, 0.5, f"{len(samples)} samples: too short for a spectrogram", ha="center", transform=spec.transAxes
+        )
         spec.set_yticks([])
     spec.set_xlabel("time (s)")
     fig.tight_layout()
@@ -85,10 +87,13 @@ def plot_layer_stats(history, path, which="data", pattern=""):
         ax.plot(its, band[3], color="C0", linewidth=1)
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.axis("off")
-    fig.suptitle(f"{'weights and biases' if which == 'data' else 'gradients'}: median and 1/2/3-sigma "
-                 "percentile bands against iteration", fontsize=10)
+    fig.suptitle(
+        f"{'weights and biases' if which == 'data' else 'gradients'}: median and 1/2/3-sigma "
+        "percentile bands against iteration",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

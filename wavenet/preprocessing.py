@@ -1,4 +1,5 @@
 """Building a corpus: audio files -> chunks of mu-law codes in a preprocessed folder (see corpus for its format)."""
+
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 class FileChunks(NamedTuple):
     """What one audio file gives: codes uint8 (n, chunk_length) or None, its seconds, why it gave none,
     and how many of its codes are real (lead-in included) before the silence that pads the last chunk."""
+
     codes: np.ndarray | None
     seconds: float
     problem: str | None  # None, TOO_SHORT or the AudioError message
@@ -33,13 +35,14 @@ class FileChunks(NamedTuple):
 @dataclass
 class PreprocessSummary:
     """Counts of one `preprocess` run."""
+
     files_found: int
     rate: int
     chunk_length: int
-    files_read: int = 0       # decoded, including those shorter than one chunk
-    seconds: float = 0.0      # length of the audio decoded
+    files_read: int = 0  # decoded, including those shorter than one chunk
+    seconds: float = 0.0  # length of the audio decoded
     chunks: int = 0
-    too_short: list = field(default_factory=list)   # paths relative to the data folder
+    too_short: list = field(default_factory=list)  # paths relative to the data folder
     unreadable: list = field(default_factory=list)  # (relative path, reason)
     speakers: list = field(default_factory=list)
 
@@ -59,9 +62,11 @@ class PreprocessSummary:
     def format_summary(self):
         """One line: files read, hours of audio, chunks written, files skipped and why."""
         files = "file" if self.files_found == 1 else "files"
-        line = (f"read {self.files_read} of {self.files_found} {files} ({format_duration(self.seconds)} "
-                f"of audio at {self.rate:,} Hz), wrote {self.chunks:,} chunks of {self.chunk_length:,} "
-                f"samples from {len(self.speakers)} speaker(s)")
+        line = (
+            f"read {self.files_read} of {self.files_found} {files} ({format_duration(self.seconds)} "
+            f"of audio at {self.rate:,} Hz), wrote {self.chunks:,} chunks of {self.chunk_length:,} "
+            f"samples from {len(self.speakers)} speaker(s)"
+        )
         skipped = len(self.too_short) + len(self.unreadable)
         if not skipped:
             return line
@@ -91,9 +96,12 @@ def find_audio(data):
         return [data]
     if not os.path.isdir(data):
         raise UserError(f"data folder {data!r} not found; pass the folder holding the .wav/.flac files")
-    found = [os.path.join(root, name)
-             for root, _, names in os.walk(data, followlinks=True) for name in names
-             if name.lower().endswith(AUDIO_EXTENSIONS)]
+    found = [
+        os.path.join(root, name)
+        for root, _, names in os.walk(data, followlinks=True)
+        for name in names
+        if name.lower().endswith(AUDIO_EXTENSIONS)
+    ]
     if not found:
         raise UserError(f"data folder {data!r} holds no .wav or .flac files (searched all subfolders)")
     return sorted(found)  # a fixed order makes reruns byte-identical
@@ -136,8 +144,7 @@ def decode_files(paths, rate, chunk_length, levels, workers, lead_in=0):
         yield from zip(paths, pool.map(work, paths))
 
 
-def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, levels=256,
-               receptive_field=None):
+def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, levels=256, receptive_field=None):
     """Turn the audio under `data` into chunks of `chunk_length` mu-law codes in folder `output`.
 
     chunk_length: the length of a training window, windows.WindowGeometry(receptive_field,
@@ -149,8 +156,10 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
     if not 2 <= levels <= MAX_LEVELS:
         raise UserError(f"levels {levels}: codes are stored in one byte, pass 2..{MAX_LEVELS}")
     if rate <= 0 or chunk_length <= 0 or workers <= 0 or flush_every <= 0:
-        raise ValueError(f"rate, chunk_length, workers and flush_every must be positive, got "
-                         f"{rate}, {chunk_length}, {workers}, {flush_every}")
+        raise ValueError(
+            f"rate, chunk_length, workers and flush_every must be positive, got "
+            f"{rate}, {chunk_length}, {workers}, {flush_every}"
+        )
     files = find_audio(data)
     try:
         os.makedirs(output, exist_ok=True)
@@ -168,8 +177,7 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
         data_start = f.tell()
         pending, pending_rows = [], 0
         with tqdm(total=len(files), unit="file", desc="preprocess") as bar:
-            for path, result in decode_files(files, rate, chunk_length, levels, workers,
-                                             lead_in=receptive_field or 0):
+            for path, result in decode_files(files, rate, chunk_length, levels, workers, lead_in=receptive_field or 0):
                 bar.update()
                 summary.add(os.path.relpath(path, base), result)
                 if result.codes is None:
@@ -198,14 +206,24 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
     atomic_write(os.path.join(output, SPEAKERS_FILE), lambda f: np.save(f, speaker_ids))
     recordings = np.array([samples for _, _, samples in file_speakers], dtype=np.int64)
     atomic_write(os.path.join(output, RECORDINGS_FILE), lambda f: np.save(f, recordings))
-    meta = {"format": FORMAT, "rate": rate, "chunk_length": chunk_length, "levels": levels,
-            "receptive_field": receptive_field, "speakers": summary.speakers, "chunks": summary.chunks,
-            "recordings": len(recordings),
-            "files_read": summary.files_read, "seconds": round(summary.seconds, 3),
-            "too_short": summary.too_short, "unreadable": [name for name, _ in summary.unreadable]}
+    meta = {
+        "format": FORMAT,
+        "rate": rate,
+        "chunk_length": chunk_length,
+        "levels": levels,
+        "receptive_field": receptive_field,
+        "speakers": summary.speakers,
+        "chunks": summary.chunks,
+        "recordings": len(recordings),
+        "files_read": summary.files_read,
+        "seconds": round(summary.seconds, 3),
+        "too_short": summary.too_short,
+        "unreadable": [name for name, _ in summary.unreadable],
+    }
     # written last: a folder with a meta file is complete
-    atomic_write(os.path.join(output, META_FILE),
-                 lambda f: f.write((json.dumps(meta, indent=1, sort_keys=True) + "\n").encode()))
+    atomic_write(
+        os.path.join(output, META_FILE), lambda f: f.write((json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+    )
     return summary
 
 
@@ -215,9 +233,13 @@ def nothing_usable(data, summary):
     if not summary.too_short:
         names = ", ".join(name for name, _ in summary.unreadable[:SHOW_UNREADABLE])
         more = ", ..." if len(summary.unreadable) > SHOW_UNREADABLE else ""
-        return (f"no chunk from {data!r}: none of its {summary.files_found} files could be read as audio "
-                f"({names}{more}); replace them or convert them to .wav or .flac")
-    return (f"no chunk from {data!r}: of {summary.files_found} files, {len(summary.too_short)} are shorter "
-            f"than one chunk ({summary.chunk_length:,} samples = {seconds:.2f} s at {summary.rate:,} Hz) "
-            f"and {len(summary.unreadable)} unreadable; pass longer files or lower --target_length, "
-            "--stacks_num or --layers_num")
+        return (
+            f"no chunk from {data!r}: none of its {summary.files_found} files could be read as audio "
+            f"({names}{more}); replace them or convert them to .wav or .flac"
+        )
+    return (
+        f"no chunk from {data!r}: of {summary.files_found} files, {len(summary.too_short)} are shorter "
+        f"than one chunk ({summary.chunk_length:,} samples = {seconds:.2f} s at {summary.rate:,} Hz) "
+        f"and {len(summary.unreadable)} unreadable; pass longer files or lower --target_length, "
+        "--stacks_num or --layers_num"
+    )

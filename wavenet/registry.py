@@ -3,6 +3,7 @@
 Snapshots name their kind by `model_type` (the class name); every message that sends the user to
 the right script, and every file name of a run, is looked up here.
 """
+
 from dataclasses import dataclass
 
 from .models import GatedPixelCNN, WaveNet
@@ -12,20 +13,23 @@ TRAINER_SNAPSHOT = "snapshot_iter_"  # trainer snapshots of either kind: snapsho
 
 @dataclass(frozen=True)
 class ModelKind:
-    model: type    # the nn.Module class; its name is the snapshots' model_type
-    prefix: str    # model snapshots are <prefix><iteration>
-    trainer: str   # the script that trains it
-    sampler: str   # the script that samples from it
+    model: type  # the nn.Module class; its name is the snapshots' model_type
+    prefix: str  # model snapshots are <prefix><iteration>
+    trainer: str  # the script that trains it
+    sampler: str  # the script that samples from it
 
     @property
     def name(self):
         return self.model.__name__
 
 
-KINDS = {kind.name: kind for kind in (
-    ModelKind(GatedPixelCNN, prefix="pixelcnn_", trainer="train.py", sampler="infer.py"),
-    ModelKind(WaveNet, prefix="wavenet_", trainer="train_wavenet.py", sampler="infer_wavenet.py"),
-)}
+KINDS = {
+    kind.name: kind
+    for kind in (
+        ModelKind(GatedPixelCNN, prefix="pixelcnn_", trainer="train.py", sampler="infer.py"),
+        ModelKind(WaveNet, prefix="wavenet_", trainer="train_wavenet.py", sampler="infer_wavenet.py"),
+    )
+}
 
 
 def kind_of(model):

@@ -4,6 +4,7 @@ The folder holds log.json and loss.png (rewritten after every record), the model
 <prefix><N> written when the validation nll improves, and the newest trainer snapshot
 snapshot_iter_<N> (older ones are removed once a newer one is complete).
 """
+
 import glob
 import hashlib
 import json
@@ -55,10 +56,14 @@ class RunFolder:
                 return  # the same run; a --resume that is missing is reported when it is loaded
         names = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
         if resume:
-            raise UserError(f"--out {out!r} holds another training run ({names}); resume into the folder of "
-                            "--resume itself, or pass an empty --out folder")
-        raise UserError(f"--out {out!r} already holds a training run ({names}); pass --resume {out} to go on "
-                        "with it, or an empty --out folder")
+            raise UserError(
+                f"--out {out!r} holds another training run ({names}); resume into the folder of "
+                "--resume itself, or pass an empty --out folder"
+            )
+        raise UserError(
+            f"--out {out!r} already holds a training run ({names}); pass --resume {out} to go on "
+            "with it, or an empty --out folder"
+        )
 
     def last_trainer_snapshot(self):
         """Path of the newest complete trainer snapshot, or None."""
@@ -92,8 +97,10 @@ class RunFolder:
         """The trainer snapshot `path` (or a folder's newest); UserError for a model snapshot."""
         snapshot = checkpoint.load(checkpoint.resolve(path, TRAINER_SNAPSHOT))
         if "optimizer" not in snapshot:
-            raise UserError(f"--resume {path!r} is a model snapshot, not a trainer snapshot; "
-                            f"pass {TRAINER_SNAPSHOT}<N> from the run's --out folder")
+            raise UserError(
+                f"--resume {path!r} is a model snapshot, not a trainer snapshot; "
+                f"pass {TRAINER_SNAPSHOT}<N> from the run's --out folder"
+            )
         return snapshot
 
     def check_resume(self, snapshot, mine, settings, group, path):
@@ -106,31 +113,41 @@ class RunFolder:
         self.check_same_data(snapshot, settings.seed, path)
         state, args = snapshot["state"], snapshot.get("args", {})
         if state["epoch"] >= settings.epoch:
-            raise UserError(f"--resume {path!r} has already trained {state['epoch']} epoch(s); pass "
-                            f"--epoch above {state['epoch']} to train further")
+            raise UserError(
+                f"--resume {path!r} has already trained {state['epoch']} epoch(s); pass "
+                f"--epoch above {state['epoch']} to train further"
+            )
         if state["batch_in_epoch"]:  # the rest of the epoch is found from these two: they must not change
             for flag in ("batchsize", "seed"):
                 now = getattr(settings, flag)
                 then = args.get(flag, now)
                 if then != now:
-                    raise UserError(f"--resume {path!r} stopped inside an epoch of a run with --{flag} {then}; "
-                                    f"pass --{flag} {then} to finish that epoch in the same order")
+                    raise UserError(
+                        f"--resume {path!r} stopped inside an epoch of a run with --{flag} {then}; "
+                        f"pass --{flag} {then} to finish that epoch in the same order"
+                    )
             if group.is_main and state["world_size"] != group.world_size:
-                warnings.warn(f"--resume {path!r} stopped inside an epoch of a {state['world_size']}-process "
-                              f"run; with {group.world_size} processes the shards differ, so the rest of that "
-                              "epoch may repeat or skip some training items")
+                warnings.warn(
+                    f"--resume {path!r} stopped inside an epoch of a {state['world_size']}-process "
+                    f"run; with {group.world_size} processes the shards differ, so the rest of that "
+                    "epoch may repeat or skip some training items"
+                )
 
     def check_same_data(self, snapshot, seed, path):
         """UserError unless trainer `snapshot` was trained and validated on the items this run has."""
         then, now = snapshot.get("data", self.data), self.data  # earlier versions did not record it
         if (then["train"], then["validation"]) != (now["train"], now["validation"]):
-            raise UserError(f"--resume {path!r} was trained on {then['train']} training and {then['validation']} "
-                            f"validation items; this data gives {now['train']} and {now['validation']}: resume "
-                            "with the data it was trained on, or start a new --out folder")
+            raise UserError(
+                f"--resume {path!r} was trained on {then['train']} training and {then['validation']} "
+                f"validation items; this data gives {now['train']} and {now['validation']}: resume "
+                "with the data it was trained on, or start a new --out folder"
+            )
         if then.get("validation_items", now["validation_items"]) != now["validation_items"]:
             seed = snapshot.get("args", {}).get("seed", seed)
-            raise UserError(f"--resume {path!r} held out other validation items (the split follows --seed "
-                            f"and the data); pass --seed {seed} and the data it was trained on")
+            raise UserError(
+                f"--resume {path!r} held out other validation items (the split follows --seed "
+                f"and the data); pass --seed {seed} and the data it was trained on"
+            )
 
 
 def check_same_model(snapshot, mine, source):
@@ -139,19 +156,23 @@ def check_same_model(snapshot, mine, source):
     Names each setting that differs, as the flag to pass, so that the message says what to change.
     """
     if snapshot["model_type"] != mine["model_type"]:
-        raise UserError(f"--resume {source!r} is a {snapshot['model_type']} snapshot, not a "
-                        f"{mine['model_type']} one; resume it with {KINDS[snapshot['model_type']].trainer}")
+        raise UserError(
+            f"--resume {source!r} is a {snapshot['model_type']} snapshot, not a "
+            f"{mine['model_type']} one; resume it with {KINDS[snapshot['model_type']].trainer}"
+        )
     for key in ("config", "meta"):
         theirs, ours = snapshot[key], mine[key]
         differ = [name for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)]
         if differ:
             was = ", ".join(f"{name} {_short(theirs.get(name))}" for name in differ)
             now = ", ".join(f"{name} {_short(ours.get(name))}" for name in differ)
-            raise UserError(f"--resume {source!r} was trained with {was}; this run has {now}: pass the "
-                            "same flags and data as the run that wrote it, or start a new --out folder")
+            raise UserError(
+                f"--resume {source!r} was trained with {was}; this run has {now}: pass the "
+                "same flags and data as the run that wrote it, or start a new --out folder"
+            )
 
 
 def _short(value, limit=60):
     """A value for a one-line message: long lists (speaker names) cut to `limit` characters."""
     text = str(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -4,6 +4,7 @@
 with `inverse_cdf_sample`, from one `torch.rand(count)` in float64 per step, so
 a seeded generator gives the same draws on every path of either sampler.
 """
+
 import contextlib
 
 import torch

@@ -1,4 +1,5 @@
 """Training/validation splits of a dataset: whole groups (recordings) held out, every speaker kept for training."""
+
 import numpy as np
 from torch.utils.data import Subset
 
@@ -18,13 +19,15 @@ def train_val_split(dataset, val_fraction=0.05, seed=0, groups=None, speakers=No
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     if n < 2:
-        raise UserError(f"{n} chunk(s): a training and a validation split need at least 2; "
-                        "preprocess more or longer audio")
+        raise UserError(
+            f"{n} chunk(s): a training and a validation split need at least 2; preprocess more or longer audio"
+        )
     rng = np.random.default_rng(seed)
     is_val = np.zeros(n, dtype=bool)
     if groups is not None:
-        is_val = held_out(np.asarray(groups), np.zeros(n) if speakers is None else np.asarray(speakers),
-                          val_fraction * n, rng)
+        is_val = held_out(
+            np.asarray(groups), np.zeros(n) if speakers is None else np.asarray(speakers), val_fraction * n, rng
+        )
     if not is_val.any():
         n_val = min(max(round(n * val_fraction), 1), n - 1)
         is_val[rng.permutation(n)[:n_val]] = True

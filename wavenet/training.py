@@ -2,16 +2,17 @@
 
 What differs between Gated PixelCNN and WaveNet comes in as a `Task`; the loop has no
 model-specific branches. It is handed its optimizer, data loaders, run folder and process group
-(`launch.build_trainer` makes them from the run's `launch.Settings`), and keeps everything it counts in a `TrainState`, saved with
-every trainer snapshot together with the random generators' states, so a resumed run goes on
-exactly where it stopped.
+(`launch.build_trainer` makes them from the run's `launch.Settings`), and keeps everything it
+counts in a `TrainState`, saved with every trainer snapshot together with the random generators'
+states, so a resumed run goes on exactly where it stopped.
 """
+
 import math
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ class Task:
     dims: dimensions per item (C*H*W for an image, 1 for an audio sample), for bits/dim.
     meta: what a model snapshot records besides the config (data set, levels, sizes).
     """
+
     loss: Callable
     dims: int
     meta: dict
@@ -42,14 +44,15 @@ class Task:
 @dataclass
 class TrainState:
     """Everything the loop counts; saved in every trainer snapshot."""
+
     iteration: int = 0
-    epoch: int = 0                 # completed epochs
-    batch_in_epoch: int = 0        # batches done in the current epoch (for mid-epoch resume)
-    train_nll_sum: float = 0.0     # running sums of the current epoch
+    epoch: int = 0  # completed epochs
+    batch_in_epoch: int = 0  # batches done in the current epoch (for mid-epoch resume)
+    train_nll_sum: float = 0.0  # running sums of the current epoch
     train_items: int = 0
     best_metric: float = math.inf  # best validation nll so far
     elapsed: float = 0.0
-    world_size: int = 1            # processes of the run (a mid-epoch resume needs the same shards)
+    world_size: int = 1  # processes of the run (a mid-epoch resume needs the same shards)
     history: list = field(default_factory=list)
 
 
@@ -63,10 +66,12 @@ def seed_everything(seed):
 def rng_states():
     """All random generator states, as tensors and plain values (loadable with weights_only)."""
     np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            "python": random.getstate()}
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
 
 
 def set_rng_states(states):
@@ -129,9 +134,16 @@ class Trainer:
         while st.epoch < s.epoch:
             self.loaders.sampler.set_epoch(st.epoch)
             self.loaders.sampler.skip = st.batch_in_epoch * s.batchsize
-            bar = tqdm(self.loaders.train, desc=f"epoch {st.epoch + 1}/{s.epoch}", leave=False,
-                       initial=st.batch_in_epoch, total=st.batch_in_epoch + len(self.loaders.train),
-                       disable=not self.group.is_main, dynamic_ncols=True, mininterval=0.5)
+            bar = tqdm(
+                self.loaders.train,
+                desc=f"epoch {st.epoch + 1}/{s.epoch}",
+                leave=False,
+                initial=st.batch_in_epoch,
+                total=st.batch_in_epoch + len(self.loaders.train),
+                disable=not self.group.is_main,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
             for batch in bar:
                 nll_sum, items = self.step(batch)
                 st.iteration += 1
@@ -141,8 +153,13 @@ class Trainer:
                 st.elapsed = time.time() - start
                 bar.set_postfix(bpd=f"{bits_per_dim(nll_sum, items, dims):.3f}", refresh=False)
                 if s.log_every and st.iteration % s.log_every == 0:
-                    self.record({"epoch": st.epoch, "iteration": st.iteration,
-                                 "train_bits_per_dim": bits_per_dim(*self.group.all_sum(nll_sum, items), dims)})
+                    self.record(
+                        {
+                            "epoch": st.epoch,
+                            "iteration": st.iteration,
+                            "train_bits_per_dim": bits_per_dim(*self.group.all_sum(nll_sum, items), dims),
+                        }
+                    )
                 if s.snapshot_every and st.iteration % s.snapshot_every == 0:
                     self.save_trainer_snapshot()
                 # Ctrl-C reaches the ranks at different steps: all stop at the first step any saw it
@@ -178,8 +195,13 @@ class Trainer:
         """Validation (nll_sum, items) over this rank's shard, in eval mode without gradients."""
         nll_sum, items = 0.0, 0
         with inference(self.model):
-            for batch in tqdm(self.loaders.validation, desc="validation", leave=False,
-                              disable=not self.group.is_main, dynamic_ncols=True):
+            for batch in tqdm(
+                self.loaders.validation,
+                desc="validation",
+                leave=False,
+                disable=not self.group.is_main,
+                dynamic_ncols=True,
+            ):
                 batch_sum, batch_items = self.nll(self.model, batch)
                 nll_sum += batch_sum.item()
                 items += batch_items
@@ -189,26 +211,32 @@ class Trainer:
         """Evaluate, record the epoch, write a model snapshot if validation improved, snapshot the trainer."""
         st, dims = self.state, self.task.dims
         train_sum, train_items, val_sum, val_items = self.group.all_sum(
-            st.train_nll_sum, st.train_items, *self.evaluate())
+            st.train_nll_sum, st.train_items, *self.evaluate()
+        )
         st.epoch, st.elapsed = st.epoch + 1, elapsed
         st.batch_in_epoch, st.train_nll_sum, st.train_items = 0, 0.0, 0
-        record = {"epoch": st.epoch, "iteration": st.iteration,
-                  **epoch_metrics(train_sum, train_items, val_sum, val_items, dims)}
+        record = {
+            "epoch": st.epoch,
+            "iteration": st.iteration,
+            **epoch_metrics(train_sum, train_items, val_sum, val_items, dims),
+        }
         improved = record["val_nll"] < st.best_metric
         st.best_metric = min(st.best_metric, record["val_nll"])
         self.record(record)
         if self.group.is_main:
             tqdm.write(table_row(st.history[-1]))
             if improved:
-                self.folder.save_model_snapshot(checkpoint.model_snapshot(self.model, self.task.meta),
-                                                st.iteration)
+                self.folder.save_model_snapshot(checkpoint.model_snapshot(self.model, self.task.meta), st.iteration)
         if not self.settings.snapshot_every or st.epoch == self.settings.epoch:
             self.save_trainer_snapshot()  # and always at the end, to go on with a larger --epoch
 
     def record(self, values):
         """Append a log record, with the time, learning rate and --stats (the main process writes the log)."""
-        record = {**values, "elapsed": round(self.state.elapsed, 3),
-                  "learning_rate": self.optimizer.param_groups[0]["lr"]}
+        record = {
+            **values,
+            "elapsed": round(self.state.elapsed, 3),
+            "learning_rate": self.optimizer.param_groups[0]["lr"],
+        }
         if self.settings.stats:
             # weights after the last step, gradients of the last step (cleared only by the next one)
             record["stats"] = layer_statistics(self.model)
@@ -223,24 +251,31 @@ class Trainer:
         nll_sum, items = self.group.all_sum(self.state.train_nll_sum, self.state.train_items)
         if self.group.is_main:
             snapshot = checkpoint.model_snapshot(self.model, self.task.meta)
-            snapshot.update(optimizer=self.optimizer.state_dict(),
-                            state={**asdict(self.state), "train_nll_sum": nll_sum, "train_items": int(items)},
-                            rng=rng_states())
+            snapshot.update(
+                optimizer=self.optimizer.state_dict(),
+                state={**asdict(self.state), "train_nll_sum": nll_sum, "train_items": int(items)},
+                rng=rng_states(),
+            )
             self.folder.save_trainer_snapshot(snapshot, self.state.iteration)
         self.group.barrier()
         return self.folder.trainer_snapshot_path(self.state.iteration)
 
 
-
 def epoch_metrics(train_sum, train_items, val_sum, val_items, dims):
     """An epoch record's nll per item (nats) and bits/dim, from nll sums over all ranks and batches."""
-    return {"train_nll": train_sum / max(train_items, 1), "val_nll": val_sum / max(val_items, 1),
-            "train_bits_per_dim": bits_per_dim(train_sum, train_items, dims),
-            "val_bits_per_dim": bits_per_dim(val_sum, val_items, dims)}
+    return {
+        "train_nll": train_sum / max(train_items, 1),
+        "val_nll": val_sum / max(val_items, 1),
+        "train_bits_per_dim": bits_per_dim(train_sum, train_items, dims),
+        "val_bits_per_dim": bits_per_dim(val_sum, val_items, dims),
+    }
 
 
 def diverged(loss, iteration, last_snapshot):
     """The UserError for a loss that became nan or inf, naming the snapshot to resume from."""
-    advice = (f"resume from the last snapshot, {last_snapshot}, with" if last_snapshot else
-              "no snapshot was written yet: start again with")
+    advice = (
+        f"resume from the last snapshot, {last_snapshot}, with"
+        if last_snapshot
+        else "no snapshot was written yet: start again with"
+    )
     return UserError(f"the loss became {loss} at iteration {iteration}; {advice} a smaller --learning_rate or --clip")

@@ -15,6 +15,7 @@ silence the model assumes before x[0], so teacher-forced logits equal
 `sampling.inverse_cdf_sample`, one `torch.rand(count)` in float64 per step, so
 a seeded generator gives the same samples on every path.
 """
+
 import warnings
 
 import torch
@@ -33,8 +34,9 @@ METHODS = ("auto", "torch", "numba", "naive")
 COMPILED_STEPS = 1024  # steps per call of the compiled kernel: its progress-bar granularity
 
 
-def generate(model, count, length, speaker=None, prime=None, temperature=1.0, generator=None,
-             method="auto", progress=True):
+def generate(
+    model, count, length, speaker=None, prime=None, temperature=1.0, generator=None, method="auto", progress=True
+):
     """Sample `count` sequences of `length` new mu-law codes from a WaveNet -> long (count, length).
 
     speaker: (count,) long ids, or None for an unconditioned model; prime: codes
@@ -53,8 +55,10 @@ def generate(model, count, length, speaker=None, prime=None, temperature=1.0, ge
     model.check_speaker(speaker, count)
     session_type = _session_type(method, device)
     out = [torch.empty(count, 0, dtype=torch.long, device=device)]
-    with inference(model), tqdm(total=length, disable=not progress, desc=f"sampling ({session_type.name})",
-                                 unit="sample") as bar:
+    with (
+        inference(model),
+        tqdm(total=length, disable=not progress, desc=f"sampling ({session_type.name})", unit="sample") as bar,
+    ):
         session = session_type(model, prime, speaker)
         for start in range(0, length, session.steps_per_call):
             n = min(session.steps_per_call, length - start)
@@ -94,7 +98,7 @@ def initial_state(model, prime, speaker):
     def keep_inputs(layer, args):
         h = args[0]  # (B, C, reach + later steps)
         # slice from the front: h[..., -0:] would keep everything when reach is 0
-        buffers.append(h[:, :, h.shape[2] - layer.dilated.reach:].clone())
+        buffers.append(h[:, :, h.shape[2] - layer.dilated.reach :].clone())
 
     hooks = [layer.register_forward_pre_hook(keep_inputs) for layer in model.layers]
     try:
@@ -110,6 +114,7 @@ def initial_state(model, prime, speaker):
 
 class _Session:
     """A batch of streams being extended one step at a time."""
+
     steps_per_call = 1  # steps `generate` hands over at once
 
     def sample(self, n, temperature, generator):
@@ -132,6 +137,7 @@ class _Session:
 
 class FullForward(_Session):
     """The original's algorithm: the whole sequence so far through `model.forward` for each step."""
+
     name = "naive"
 
     def __init__(self, model, prime, speaker):
@@ -148,6 +154,7 @@ class FullForward(_Session):
 
 class Cached(_Session):
     """Per-layer caches in torch: each step runs every layer on its last reach + 1 inputs."""
+
     name = "torch"
 
     def __init__(self, model, prime, speaker):
@@ -158,12 +165,12 @@ class Cached(_Session):
         """One step of `WaveNet.forward` on the caches -> logits (B, levels) for the next position."""
         codes = torch.cat([self.history, self.pending[:, None]], 1)  # (B, k): the input convolution's window
         self.history = codes[:, 1:]
-        h = self.model.embed(codes)                                  # (B, C, 1)
+        h = self.model.embed(codes)  # (B, C, 1)
         skips = 0
         for i, layer in enumerate(self.model.layers):
-            window = torch.cat([self.buffers[i], h], 2)              # (B, C, reach + 1)
+            window = torch.cat([self.buffers[i], h], 2)  # (B, C, reach + 1)
             self.buffers[i] = window[:, :, 1:]
-            h, skip = layer(window, self.speaker, 1)                 # (B, C, 1) or None, (B, S, 1)
+            h, skip = layer(window, self.speaker, 1)  # (B, C, 1) or None, (B, S, 1)
             skips = skips + skip
         return self.model.head(skips)[:, :, 0]
 
@@ -173,6 +180,7 @@ class Cached(_Session):
 
 class Compiled(_Session):
     """The caches as ring buffers in `fast_wavenet`'s compiled kernel, run in blocks of steps."""
+
     name = "numba"
     steps_per_call = COMPILED_STEPS
 
@@ -200,8 +208,11 @@ class Compiled(_Session):
             draw = dict(generator=generator, dtype=torch.float64, device=device)
             # the CPU generator gives n draws of torch.rand(B) in one call; CUDA's counter-based
             # one would give other numbers, so there each step draws on its own, as `pick` does
-            uniforms = (torch.rand(n, B, **draw) if device.type == "cpu"
-                        else torch.stack([torch.rand(B, **draw) for _ in range(n)]))
+            uniforms = (
+                torch.rand(n, B, **draw)
+                if device.type == "cpu"
+                else torch.stack([torch.rand(B, **draw) for _ in range(n)])
+            )
         return self._run(uniforms=uniforms.cpu().numpy(), temperature=temperature)
 
     def force(self, codes):

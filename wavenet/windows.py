@@ -1,4 +1,5 @@
 """The WaveNet training dataset: windows cut from a preprocessed folder, and the geometry that cuts them."""
+
 import os
 from dataclasses import dataclass
 
@@ -18,8 +19,9 @@ class WindowGeometry:
     preprocess writes chunks of `length` samples, and the windows of a recording start target_length
     apart, so that every sample after the lead-in is a target of one window.
     """
+
     receptive_field: int  # context before the first target: the receptive field of the model trained
-    target_length: int    # samples at the end of each window the model scores
+    target_length: int  # samples at the end of each window the model scores
 
     @property
     def length(self):
@@ -34,10 +36,12 @@ class WindowsDoNotFit(UserError):
         self.folder = folder
         self.data_receptive_field = data_receptive_field  # what the folder was cut for, None if unknown
         self.chunk_length = chunk_length
-        self.receptive_field = receptive_field            # the model's
-        super().__init__(f"{folder!r} holds windows of {chunk_length} samples cut for a receptive field of "
-                         f"{data_receptive_field}, which a model with a receptive field of {receptive_field} "
-                         "cannot train on; rerun preprocess.py for that model")
+        self.receptive_field = receptive_field  # the model's
+        super().__init__(
+            f"{folder!r} holds windows of {chunk_length} samples cut for a receptive field of "
+            f"{data_receptive_field}, which a model with a receptive field of {receptive_field} "
+            "cannot train on; rerun preprocess.py for that model"
+        )
 
 
 class AudioWindows(Dataset):
@@ -59,25 +63,28 @@ class AudioWindows(Dataset):
     def __init__(self, folder, levels=None):
         """levels: expected number of mu-law levels (UserError on mismatch); also how legacy values quantise."""
         if not os.path.isdir(folder):
-            raise UserError(f"data folder {folder!r} not found; run preprocess.py --data AUDIO_FOLDER "
-                            f"--output {folder} first")
+            raise UserError(
+                f"data folder {folder!r} not found; run preprocess.py --data AUDIO_FOLDER --output {folder} first"
+            )
         self.folder = folder
         stored = read_folder(folder) if has_meta(folder) else read_legacy(folder, levels or MAX_LEVELS)
-        self.codes = stored.codes                                # uint8 (N, chunk_length)
+        self.codes = stored.codes  # uint8 (N, chunk_length)
         self._chunks, self.chunk_length = stored.codes.shape
         self.rate = stored.rate
         self.levels = stored.levels
         self.speakers = stored.speakers
         self.receptive_field = stored.receptive_field
-        self.chunk_speakers = stored.chunk_speakers              # (N,)
-        self.recording_samples = stored.recording_samples        # (F,)
+        self.chunk_speakers = stored.chunk_speakers  # (N,)
+        self.recording_samples = stored.recording_samples  # (F,)
         R = self.receptive_field
         # target_length <= 0 where the chunks are no longer than R: nothing to score (see target_length_for)
         self.geometry = WindowGeometry(R, self.chunk_length - R) if R else None
         self._index_windows()
         if levels is not None and levels != self.levels:
-            raise UserError(f"{folder!r} holds codes of {self.levels} mu-law levels, not {levels}; pass "
-                            f"--levels {self.levels} or rerun preprocess.py --levels {levels}")
+            raise UserError(
+                f"{folder!r} holds codes of {self.levels} mu-law levels, not {levels}; pass "
+                f"--levels {self.levels} or rerun preprocess.py --levels {levels}"
+            )
 
     def target_length_for(self, receptive_field):
         """Samples at the end of each window that a model of `receptive_field` scores: its target length.
@@ -100,12 +107,12 @@ class AudioWindows(Dataset):
         # without a positive target length the windows are the chunks; a recording of one chunk has
         # one window either way
         stride = g.target_length if g and g.target_length > 0 else L
-        length = self.recording_samples                                     # real samples of each recording
-        stored = -(-length // L) * L                                        # with the padded last chunk
-        windows = (length - L) // stride + 1                                # per recording
-        self.recording = np.repeat(np.arange(len(windows)), windows)        # (number of windows,)
+        length = self.recording_samples  # real samples of each recording
+        stored = -(-length // L) * L  # with the padded last chunk
+        windows = (length - L) // stride + 1  # per recording
+        self.recording = np.repeat(np.arange(len(windows)), windows)  # (number of windows,)
         first_window = np.cumsum(windows) - windows
-        k = np.arange(len(self.recording)) - first_window[self.recording]   # window k of its recording
+        k = np.arange(len(self.recording)) - first_window[self.recording]  # window k of its recording
         self.starts = (np.cumsum(stored) - stored)[self.recording] + k * stride
         self.speaker_ids = self.chunk_speakers[self.starts // L]
 
@@ -115,7 +122,7 @@ class AudioWindows(Dataset):
     def __getitem__(self, i):
         row, offset = divmod(int(self.starts[i]), self.chunk_length)
         # a window spans at most two chunks of its recording, which lie back to back
-        codes = self.codes[row:row + 2].reshape(-1)[offset:offset + self.chunk_length]
+        codes = self.codes[row : row + 2].reshape(-1)[offset : offset + self.chunk_length]
         return torch.from_numpy(codes.astype(np.int64)), torch.tensor(self.speaker_ids[i])
 
     def __getstate__(self):

@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from conftest import SHARED_DATA
-from wavenet.data import dequantize, load_images, quantize
+from wavenet.image_data import dequantize, load_images, quantize
 from wavenet.errors import UserError
 
 

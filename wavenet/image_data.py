@@ -5,6 +5,7 @@ q = floor(p * levels / 256) (equal-width bins, as the original's np.digitize),
 and the model reads q / (levels - 1). Grey images are tiled to RGB as the
 original did.
 """
+
 import gzip
 import os
 import pickle
@@ -18,8 +19,7 @@ from .errors import UserError
 
 DATASETS = ("mnist", "cifar", "digits")
 CIFAR_FOLDER = "cifar-10-batches-py"
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 DIGITS_TEST_FRACTION = 0.2
 
 
@@ -43,9 +43,9 @@ def load_images(name, root, train, levels):
         raise UserError(f"--dataset {name!r} is unknown; choose one of {', '.join(DATASETS)}")
     if not 2 <= levels <= 256:
         raise UserError(f"--levels {levels}: pick a number of levels from 2 to 256")
-    pixels, labels = loaders[name](root, train)          # uint8 (N, C, H, W), (N,)
+    pixels, labels = loaders[name](root, train)  # uint8 (N, C, H, W), (N,)
     if pixels.shape[1] == 1:
-        pixels = pixels.expand(-1, 3, -1, -1)             # grey -> RGB, as the original
+        pixels = pixels.expand(-1, 3, -1, -1)  # grey -> RGB, as the original
     q = quantize(pixels, levels).to(torch.uint8).contiguous()
     return TensorDataset(q, labels.long())
 
@@ -53,6 +53,7 @@ def load_images(name, root, train, levels):
 def load_digits(_root, train):
     """scikit-learn's 1,797 real 8x8 handwritten digits (values 0..16), split 80/20 with a fixed seed."""
     from sklearn.datasets import load_digits as sklearn_digits
+
     digits = sklearn_digits()
     pixels = torch.from_numpy(np.round(digits.images * 255 / 16).astype(np.uint8))[:, None]
     labels = torch.from_numpy(digits.target)
@@ -63,13 +64,16 @@ def load_digits(_root, train):
 
 
 def offline_error(name, folder, files):
-    return UserError(f"could not download {name} (no internet?): put {files} into {folder} "
-                     "and run again, or train offline with --dataset digits")
+    return UserError(
+        f"could not download {name} (no internet?): put {files} into {folder} "
+        "and run again, or train offline with --dataset digits"
+    )
 
 
 def load_mnist(root, train):
     """MNIST through torchvision (downloads into root/MNIST/raw when missing)."""
     import torchvision
+
     raw = os.path.join(root, "MNIST", "raw")
     for name in MNIST_FILES:  # torchvision reads extracted IDX files; accept the .gz downloads too
         path = os.path.join(raw, name)
@@ -88,27 +92,35 @@ def load_mnist(root, train):
 class ArrayUnpickler(pickle.Unpickler):
     """Reads CIFAR's pickled batches (dicts, lists, numpy arrays) and refuses anything that could run code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
-            raise UserError(f"refusing to load {module}.{name} from a CIFAR batch file: "
-                            "the file is not a CIFAR-10 python batch; download it again")
+            raise UserError(
+                f"refusing to load {module}.{name} from a CIFAR batch file: "
+                "the file is not a CIFAR-10 python batch; download it again"
+            )
         return super().find_class(module, name)
 
 
 def load_cifar(root, train):
     """CIFAR-10 python batches: read from root/cifar-10-batches-py, downloaded by torchvision if absent."""
     import torchvision
+
     folder = os.path.join(root, CIFAR_FOLDER)
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     if not all(os.path.exists(os.path.join(folder, n)) for n in names):
         try:
             torchvision.datasets.CIFAR10(root=root, train=train, download=True)
         except (OSError, RuntimeError):
-            raise offline_error("CIFAR-10", root, "cifar-10-python.tar.gz (or its extracted "
-                                f"{CIFAR_FOLDER} folder)") from None
+            raise offline_error(
+                "CIFAR-10", root, f"cifar-10-python.tar.gz (or its extracted {CIFAR_FOLDER} folder)"
+            ) from None
     batches = [read_cifar_batch(os.path.join(folder, n)) for n in names]
     return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
 
@@ -121,6 +133,7 @@ def read_cifar_batch(path):
         images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = torch.tensor(batch["labels"])
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
-        raise UserError(f"{path!r} is not a CIFAR-10 python batch ({type(e).__name__}); "
-                        "delete it so that it is downloaded again") from None
+        raise UserError(
+            f"{path!r} is not a CIFAR-10 python batch ({type(e).__name__}); delete it so that it is downloaded again"
+        ) from None
     return torch.from_numpy(images), labels

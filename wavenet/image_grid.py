@@ -1,12 +1,13 @@
 """Writing sampled images to disk as one grid picture."""
+
 import os
 
 import torch.nn.functional as F
 from PIL import Image
 from torchvision.utils import save_image
 
-from .data import dequantize
 from .errors import UserError
+from .image_data import dequantize
 
 MIN_TILE = 32  # smaller images (8x8 digits) are enlarged, nearest neighbour, to be visible in a grid
 
@@ -14,8 +15,9 @@ MIN_TILE = 32  # smaller images (8x8 digits) are enlarged, nearest neighbour, to
 def check_output(path):
     """UserError unless `path` names an image file in an existing folder (checked before sampling)."""
     if os.path.isdir(path):
-        raise UserError(f"--output {path!r} is a folder; pass a file name such as "
-                        f"{os.path.join(path, 'samples.png')!r}")
+        raise UserError(
+            f"--output {path!r} is a folder; pass a file name such as {os.path.join(path, 'samples.png')!r}"
+        )
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserError(f"--output {path!r}: {folder!r} is not an existing folder; create it or pick another path")
@@ -35,5 +37,4 @@ def save_grid(images, levels, nrow, path):
     except ValueError as e:  # PIL cannot tell the format from the extension
         raise UserError(f"--output {path!r}: {e}; use an image extension such as .jpg or .png") from None
     except OSError as e:
-        raise UserError(f"--output {path!r}: cannot write the file ({e.strerror or e}); "
-                        "pick a writable path") from None
+        raise UserError(f"--output {path!r}: cannot write the file ({e.strerror or e}); pick a writable path") from None
