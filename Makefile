@@ -15,7 +15,10 @@ $(VENV)/.installed: requirements.txt
 demo: $(VENV)/.installed
 	$(PY) demo.py --out $(OUT)
 
+# ruff first: lint findings and unformatted files fail the run before the slower tests start
 test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
 
 bench: $(VENV)/.installed

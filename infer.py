@@ -16,14 +16,7 @@ def parse_args(argv=None):
         "flags are only checked against it.",
         formatter_class=cli.HelpFormatter,
     )
-    parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
-    parser.add_argument(
-        "--model",
-        "-m",
-        required=True,
-        help="Path to model for generation: pixelcnn_<N>, snapshot_iter_<N>, "
-        "or a training --out folder (its newest pixelcnn_<N>)",
-    )
+    cli.add_sampling_flags(parser, "GatedPixelCNN")
     parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, help="Number of hidden dimensions")
     parser.add_argument(
         "--out_hidden_dim", type=cli.positive_int, help="Number of hidden dimensions of the output layer"

@@ -157,6 +157,19 @@ def resolve_model(path, model_type):
     return found
 
 
+def add_sampling_flags(parser, model_type):
+    """--gpu and --model, the flags both sampling scripts open with; model_type: a registry.KINDS key."""
+    prefix = KINDS[model_type].prefix
+    parser.add_argument("--gpu", "-g", type=int, default=-1, help="GPU ID (negative value indicates CPU)")
+    parser.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help=f"Path to model for generation: {prefix}<N>, snapshot_iter_<N>, "
+        f"or a training --out folder (its newest {prefix}<N>)",
+    )
+
+
 def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradient clipping (0: no clipping)"):
     """The flags both trainers share, with the original's names, short forms and defaults."""
     parser.add_argument(
