@@ -13,15 +13,8 @@ from dataclasses import dataclass
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (
-    CausalConv1d,
-    HorizontalConv,
-    VerticalConv,
-    causal_inputs,
-    channel_groups,
-    gated_activation,
-    shift_down,
-)
+from .blocks import GatedBlock, ResidualLayer
+from .layers import CausalConv1d, HorizontalConv, causal_inputs, channel_groups
 
 FIRST_KERNEL = 7  # the first block sees a 7x7 neighbourhood (mask A), as in the paper
 BLOCK_KERNEL = 3  # every later block is 3x3 (mask B)
@@ -36,54 +29,6 @@ def takes_config(config_type):
     fields = inspect.signature(config_type)
     self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return fields.replace(parameters=[self, *fields.parameters.values()])
-
-
-class GatedBlock(nn.Module):
-    """One layer of both stacks with gated units (Figure 2 of the Gated PixelCNN paper)."""
-
-    def __init__(
-        self, in_channels, hidden_dim, kernel_size, mask_type, groups, num_classes, residual, vertical_out=True
-    ):
-        super().__init__()
-        in_groups = channel_groups(in_channels, groups)
-        gate_groups = channel_groups(2 * hidden_dim, groups, gated=True)
-        hidden_groups = channel_groups(hidden_dim, groups)
-        self.vertical = VerticalConv(in_channels, 2 * hidden_dim, kernel_size)
-        self.horizontal = HorizontalConv(in_channels, 2 * hidden_dim, kernel_size, mask_type, in_groups, gate_groups)
-        # vertical -> horizontal link: it only ever receives rows above (after shift_down),
-        # so it needs no mask
-        self.link = nn.Conv2d(2 * hidden_dim, 2 * hidden_dim, 1)
-        self.out = HorizontalConv(hidden_dim, hidden_dim, 1, "B", hidden_groups, hidden_groups)
-        self.residual = residual
-        # the last block's vertical output would feed nothing: it has no gate (and no label term)
-        self.vertical_out = vertical_out
-        if num_classes:
-            # the paper's V^T h, separately for the filter and the gate halves of each stack
-            self.label_v = nn.Embedding(num_classes, 2 * hidden_dim) if vertical_out else None
-            self.label_h = nn.Embedding(num_classes, 2 * hidden_dim)
-
-    def condition(self, label):
-        """Class-label terms for both stacks: label (B,) -> two (B, 2*hidden, 1, 1) or Nones."""
-        if label is None:
-            return None, None
-        cond_v = self.label_v(label)[:, :, None, None] if self.label_v is not None else None
-        return cond_v, self.label_h(label)[:, :, None, None]
-
-    def forward(self, v, h, label=None):
-        """v, h: (B, C_in, H, W) stacks -> (B, hidden, H, W) each (v is None after the last block)."""
-        cond_v, cond_h = self.condition(label)
-        v_pre = self.vertical(v)  # (B, 2*hidden, H, W), rows <= i
-        link = self.link(shift_down(v_pre))  # rows < i only
-        v = gated_activation(v_pre, cond_v) if self.vertical_out else None
-        return v, self.horizontal_out(self.horizontal(h) + link, h, cond_h)
-
-    def horizontal_out(self, h_pre, h_in, cond_h):
-        """Gate, mix with the masked 1x1 and add the residual: h_pre (B, 2*hidden, R, W) -> (B, hidden, R, W).
-
-        h_in is the block's horizontal input at the same positions (for the residual).
-        """
-        h = self.out(gated_activation(h_pre, cond_h))
-        return h_in + h if self.residual else h
 
 
 @dataclass(frozen=True)
@@ -115,32 +60,21 @@ class GatedPixelCNN(nn.Module):
         self.levels = c.levels
         self.num_classes = c.num_classes
         groups = c.in_channels
+        # block 0 is the 7x7 one over the image: mask A, no residual (its input has C channels); the
+        # last block's vertical output would feed nothing
+        kernels = [FIRST_KERNEL] + [BLOCK_KERNEL] * c.blocks_num
         self.blocks = nn.ModuleList(
-            [
-                GatedBlock(
-                    c.in_channels,
-                    c.hidden_dim,
-                    FIRST_KERNEL,
-                    "A",
-                    groups,
-                    c.num_classes,
-                    residual=False,
-                    vertical_out=c.blocks_num > 0,
-                )
-            ]
-            + [
-                GatedBlock(
-                    c.hidden_dim,
-                    c.hidden_dim,
-                    BLOCK_KERNEL,
-                    "B",
-                    groups,
-                    c.num_classes,
-                    residual=True,
-                    vertical_out=n < c.blocks_num - 1,
-                )
-                for n in range(c.blocks_num)
-            ]
+            GatedBlock(
+                c.hidden_dim if n else c.in_channels,
+                c.hidden_dim,
+                kernel,
+                "B" if n else "A",
+                groups,
+                c.num_classes,
+                residual=n > 0,
+                vertical_out=n < c.blocks_num,
+            )
+            for n, kernel in enumerate(kernels)
         )
         hidden_groups = channel_groups(c.hidden_dim, groups)
         out_groups = channel_groups(c.out_hidden_dim, groups)
@@ -195,28 +129,6 @@ def receptive_field(stacks_num, layers_num, kernel_width=2):
     """
     dilations = stacks_num * (2**layers_num - 1)
     return (kernel_width - 1) * (dilations + 1) + 1
-
-
-class ResidualLayer(nn.Module):
-    """Dilated causal convolution, gated unit, 1x1 residual and 1x1 skip (WaveNet Fig. 4)."""
-
-    def __init__(self, hidden_dim, skip_dim, kernel_width, dilation, num_speakers, residual=True):
-        super().__init__()
-        self.dilated = CausalConv1d(hidden_dim, 2 * hidden_dim, kernel_width, dilation)
-        # global conditioning (paper section 2.5): V^T h for the filter and gate halves
-        self.speaker = nn.Embedding(num_speakers, 2 * hidden_dim) if num_speakers else None
-        # the last layer's residual output feeds nothing, so it does not exist
-        self.residual = nn.Conv1d(hidden_dim, hidden_dim, 1) if residual else None
-        self.skip = nn.Conv1d(hidden_dim, skip_dim, 1)
-
-    def forward(self, x, speaker, n):
-        """x: (B, C, reach + T) -> residual output (B, C, T) or None, skip of the last n steps (B, S, n)."""
-        cond = self.speaker(speaker)[:, :, None] if self.speaker is not None else None
-        z = gated_activation(self.dilated(x), cond)  # (B, C, T)
-        skip = self.skip(z[:, :, -n:])
-        if self.residual is None:
-            return None, skip
-        return x[:, :, self.dilated.reach :] + self.residual(z), skip
 
 
 @dataclass(frozen=True)

@@ -49,3 +49,13 @@ def wavenet_nll(scored, conditioned):
         return F.cross_entropy(logits.float(), target, reduction="sum"), target.numel()
 
     return loss
+
+
+def epoch_metrics(train_sum, train_items, val_sum, val_items, dims):
+    """An epoch record's nll per item (nats) and bits/dim, from nll sums over all ranks and batches."""
+    return {
+        "train_nll": train_sum / max(train_items, 1),
+        "val_nll": val_sum / max(val_items, 1),
+        "train_bits_per_dim": bits_per_dim(train_sum, train_items, dims),
+        "val_bits_per_dim": bits_per_dim(val_sum, val_items, dims),
+    }

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .errors import UserError
-from .objectives import bits_per_dim
-from .report import HEADER, table_row
+from .objectives import bits_per_dim, epoch_metrics
+from .report import HEADER, progress, table_row
 from .sampling import inference
 from .stats import layer_statistics
 
@@ -134,16 +134,8 @@ class Trainer:
         while st.epoch < s.epoch:
             self.loaders.sampler.set_epoch(st.epoch)
             self.loaders.sampler.skip = st.batch_in_epoch * s.batchsize
-            bar = tqdm(
-                self.loaders.train,
-                desc=f"epoch {st.epoch + 1}/{s.epoch}",
-                leave=False,
-                initial=st.batch_in_epoch,
-                total=st.batch_in_epoch + len(self.loaders.train),
-                disable=not self.group.is_main,
-                dynamic_ncols=True,
-                mininterval=0.5,
-            )
+            total = st.batch_in_epoch + len(self.loaders.train)
+            bar = progress(self.loaders.train, self.group, f"epoch {st.epoch + 1}/{s.epoch}", st.batch_in_epoch, total)
             for batch in bar:
                 nll_sum, items = self.step(batch)
                 st.iteration += 1
@@ -153,13 +145,7 @@ class Trainer:
                 st.elapsed = time.time() - start
                 bar.set_postfix(bpd=f"{bits_per_dim(nll_sum, items, dims):.3f}", refresh=False)
                 if s.log_every and st.iteration % s.log_every == 0:
-                    self.record(
-                        {
-                            "epoch": st.epoch,
-                            "iteration": st.iteration,
-                            "train_bits_per_dim": bits_per_dim(*self.group.all_sum(nll_sum, items), dims),
-                        }
-                    )
+                    self.record(train_bits_per_dim=bits_per_dim(*self.group.all_sum(nll_sum, items), dims))
                 if s.snapshot_every and st.iteration % s.snapshot_every == 0:
                     self.save_trainer_snapshot()
                 # Ctrl-C reaches the ranks at different steps: all stop at the first step any saw it
@@ -195,13 +181,7 @@ class Trainer:
         """Validation (nll_sum, items) over this rank's shard, in eval mode without gradients."""
         nll_sum, items = 0.0, 0
         with inference(self.model):
-            for batch in tqdm(
-                self.loaders.validation,
-                desc="validation",
-                leave=False,
-                disable=not self.group.is_main,
-                dynamic_ncols=True,
-            ):
+            for batch in progress(self.loaders.validation, self.group, "validation"):
                 batch_sum, batch_items = self.nll(self.model, batch)
                 nll_sum += batch_sum.item()
                 items += batch_items
@@ -215,14 +195,10 @@ class Trainer:
         )
         st.epoch, st.elapsed = st.epoch + 1, elapsed
         st.batch_in_epoch, st.train_nll_sum, st.train_items = 0, 0.0, 0
-        record = {
-            "epoch": st.epoch,
-            "iteration": st.iteration,
-            **epoch_metrics(train_sum, train_items, val_sum, val_items, dims),
-        }
-        improved = record["val_nll"] < st.best_metric
-        st.best_metric = min(st.best_metric, record["val_nll"])
-        self.record(record)
+        metrics = epoch_metrics(train_sum, train_items, val_sum, val_items, dims)
+        improved = metrics["val_nll"] < st.best_metric
+        st.best_metric = min(st.best_metric, metrics["val_nll"])
+        self.record(**metrics)
         if self.group.is_main:
             tqdm.write(table_row(st.history[-1]))
             if improved:
@@ -230,13 +206,17 @@ class Trainer:
         if not self.settings.snapshot_every or st.epoch == self.settings.epoch:
             self.save_trainer_snapshot()  # and always at the end, to go on with a larger --epoch
 
-    def record(self, values):
-        """Append a log record, with the time, learning rate and --stats (the main process writes the log)."""
-        record = {
+    def record(self, **values):
+        """Append a log record: epoch, iteration, `values`, time, learning rate and --stats (the main process
+        writes the log)."""
+        st = self.state
+        record = dict(
+            epoch=st.epoch,
+            iteration=st.iteration,
             **values,
-            "elapsed": round(self.state.elapsed, 3),
-            "learning_rate": self.optimizer.param_groups[0]["lr"],
-        }
+            elapsed=round(st.elapsed, 3),
+            learning_rate=self.optimizer.param_groups[0]["lr"],
+        )
         if self.settings.stats:
             # weights after the last step, gradients of the last step (cleared only by the next one)
             record["stats"] = layer_statistics(self.model)
@@ -259,16 +239,6 @@ class Trainer:
             self.folder.save_trainer_snapshot(snapshot, self.state.iteration)
         self.group.barrier()
         return self.folder.trainer_snapshot_path(self.state.iteration)
-
-
-def epoch_metrics(train_sum, train_items, val_sum, val_items, dims):
-    """An epoch record's nll per item (nats) and bits/dim, from nll sums over all ranks and batches."""
-    return {
-        "train_nll": train_sum / max(train_items, 1),
-        "val_nll": val_sum / max(val_items, 1),
-        "train_bits_per_dim": bits_per_dim(train_sum, train_items, dims),
-        "val_bits_per_dim": bits_per_dim(val_sum, val_items, dims),
-    }
 
 
 def diverged(loss, iteration, last_snapshot):

@@ -5,7 +5,7 @@ Three ways to compute the next logits, all with the model's own modules and weig
 * "naive", the original's algorithm: a full forward pass over everything so far
   for every new sample, so the cost of a sample grows with the length.
 * "torch", fast-wavenet caching (Paine et al. 2016, arXiv:1611.09482): every
-  layer keeps its last `reach` inputs, and one step calls each `ResidualLayer`
+  layer keeps its last `reach` inputs, and one step calls each `blocks.ResidualLayer`
   on a window of reach + 1, which yields exactly one output. Batched; CPU or CUDA.
 * "numba", the same caching compiled for the CPU (`fast_wavenet`).
 
