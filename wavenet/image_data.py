@@ -72,7 +72,7 @@ def offline_error(name, folder, files):
 
 def load_mnist(root, train):
     """MNIST through torchvision (downloads into root/MNIST/raw when missing)."""
-    import torchvision
+    import torchvision  # here, not at the top: only MNIST and CIFAR-10 need it, and it loads slowly
 
     raw = os.path.join(root, "MNIST", "raw")
     for name in MNIST_FILES:  # torchvision reads extracted IDX files; accept the .gz downloads too
@@ -110,7 +110,7 @@ class ArrayUnpickler(pickle.Unpickler):
 
 def load_cifar(root, train):
     """CIFAR-10 python batches: read from root/cifar-10-batches-py, downloaded by torchvision if absent."""
-    import torchvision
+    import torchvision  # see load_mnist
 
     folder = os.path.join(root, CIFAR_FOLDER)
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
