@@ -4,7 +4,7 @@ import argparse
 
 import torch
 
-from wavenet import checkpoint, cli
+from wavenet import checkpoint, cli, estimates, limits
 from wavenet.errors import UserError
 from wavenet.image_grid import check_output, save_grid
 from wavenet.pixelcnn_sampling import sample_images
@@ -32,7 +32,7 @@ def parse_args(argv=None):
         help="Output filename; its extension picks the format (.jpg, .png, ...)",
     )
     parser.add_argument(
-        "--label", "-l", type=int, help="Class label to generate (default: row r of the grid gets label r)"
+        "--label", "-l", type=cli.class_label, help="Class label to generate (default: row r of the grid gets label r)"
     )
     parser.add_argument(
         "--count",
@@ -72,18 +72,25 @@ def main(argv=None):
         args.model,
     )
     meta, classes = snapshot["meta"], model.num_classes
-    rows = torch.arange(args.count).repeat_interleave(args.count)  # row r holds label r (mod classes)
-    if args.label is not None:
-        if not 0 <= args.label < classes:
-            raise UserError(f"--label {args.label} is out of range: this model knows labels 0..{classes - 1}")
-        rows.fill_(args.label)
+    if args.label is not None and not 0 <= args.label < classes:
+        raise UserError(f"--label {args.label} is out of range: this model knows labels 0..{classes - 1}")
     check_output(args.output)  # before sampling, which can take minutes
     device = cli.select_device(args.gpu)
+    height, width = args.height or meta["height"], args.width or meta["width"]
+    limits.check_memory(
+        estimates.pixelcnn_sampling_bytes(model.config, args.count**2, height, width, args.method),
+        f"-c {args.count} ({estimates.format_count(args.count**2)} images of {height}x{width}, --method {args.method})",
+        "pass a smaller --count (the grid is count x count), --height or --width",
+        device,
+    )
+    rows = torch.arange(args.count).repeat_interleave(args.count)  # row r holds label r (mod classes)
+    if args.label is not None:
+        rows.fill_(args.label)
     images = sample_images(
         model.to(device),
         args.count**2,
-        args.height or meta["height"],
-        args.width or meta["width"],
+        height,
+        width,
         label=(rows % classes).to(device),
         generator=torch.Generator(device).manual_seed(args.seed),
         method=args.method,

@@ -6,12 +6,12 @@ import re
 
 import torch
 
-from wavenet import checkpoint, cli
+from wavenet import checkpoint, cli, estimates, limits
 from wavenet.audio import load_audio, mu_law_decode, mu_law_encode, write_wav
 from wavenet.errors import UserError
 from wavenet.files import writable_folder
 from wavenet.plots import plot_audio
-from wavenet.wavenet_sampling import generate
+from wavenet.wavenet_sampling import estimated_seconds, generate
 
 
 def parse_args(argv=None):
@@ -66,11 +66,21 @@ def speaker_index(label, speakers, model):
         return 0
     if label in names:
         return names.index(label)
-    if label.isdigit() and int(label) < model.num_speakers:
+    if cli.is_integer(label) and 0 <= int(label) < model.num_speakers:
         return int(label)
     raise UserError(
         f"--label {label} is not a speaker of this model: use 0..{model.num_speakers - 1} or one of {', '.join(names)}"
     )
+
+
+def check_request(model, args, device):
+    """UserError for a --count x --length that cannot fit in memory or would take more than limits.MAX_SECONDS."""
+    what = f"--count {args.count} x --length {estimates.format_count(args.length)}"
+    fix = "ask for fewer (--count) or shorter (--length) samples"
+    for where in {device, torch.device("cpu")}:  # the codes are made on `device`, then written from the CPU
+        limits.check_memory(estimates.generation_bytes(args.count, args.length), f"{what} (int64 codes)", fix, where)
+    seconds = estimated_seconds(model, args.count, args.length, args.method)
+    limits.check_duration(seconds, f"{what} with --method {args.method}", fix)
 
 
 def main(argv=None):
@@ -100,8 +110,9 @@ def main(argv=None):
     prime = None
     if args.prime:
         prime = torch.from_numpy(mu_law_encode(load_audio(args.prime, rate), model.levels)).long()
-    writable_folder(args.output, "--output")
     device = cli.select_device(args.gpu)
+    check_request(model, args, device)
+    writable_folder(args.output, "--output")
     codes = generate(
         model.to(device),
         args.count,

@@ -35,6 +35,64 @@ def check_prefix(prefix, given):
     return flag
 
 
+PERCENTILES = 7  # stats.SIGMA_PERCENTILES: one value per sigma band edge
+JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+
+
+def json_type(value):
+    """What a parsed JSON value is, in JSON's words ("an object", "null", ...)."""
+    return JSON_TYPES.get(type(value), "null")
+
+
+def check_history(history, path):
+    """UserError unless `history` (the parsed log.json) has the shape training writes: a list of records
+    (dicts); where a record has "stats", its "iteration" is a number and its "stats" maps each parameter
+    name to {"data": summary, "grad": summary or null}, a summary holding 7 numeric "percentiles"."""
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def summary(v):
+        p = v.get("percentiles") if isinstance(v, dict) else None
+        return isinstance(p, list) and len(p) == PERCENTILES and all(number(x) for x in p)
+
+    def problem():
+        if not isinstance(history, list):
+            return f"it holds {json_type(history)}, not an array of records"
+        for i, r in enumerate(history):
+            if not isinstance(r, dict):
+                return f"record {i} is {json_type(r)}, not an object"
+            stats = r.get("stats")
+            if not stats:
+                continue
+            if not number(r.get("iteration")):
+                return f"record {i} has stats but no numeric iteration"
+            if not isinstance(stats, dict):
+                return f'record {i}: "stats" is {json_type(stats)}, not an object of parameters'
+            for name, s in stats.items():
+                if not (
+                    isinstance(s, dict) and summary(s.get("data")) and (s.get("grad") is None or summary(s["grad"]))
+                ):
+                    return (
+                        f'record {i}: "stats" of {name!r} is not {{"data": ..., "grad": ...}} with '
+                        f"{PERCENTILES} percentiles each"
+                    )
+        return None
+
+    found = problem()
+    if found:
+        raise UserError(
+            f"{path!r} is not a training log.json ({found}); pass the log.json of a run trained with --stats"
+        )
+
+
 def check_layers(history, path, pattern):
     """UserError unless the log holds weight and gradient statistics of a parameter that --layers matches."""
     recorded = recorded_parameters(history)
@@ -76,6 +134,7 @@ def main(argv=None):
         raise UserError(f"cannot read {path!r} ({e}); pass the log.json of a training run") from None
     prefix = args.output or os.path.join(os.path.dirname(path), "stats")
     flag = check_prefix(prefix, bool(args.output))
+    check_history(history, path)
     check_layers(history, path, pattern)
     for which in ("data", "grad"):
         png = f"{prefix}_{which}.png"

@@ -10,6 +10,7 @@ import argparse
 import os
 
 from wavenet import cli, corpus, receptive_field
+from wavenet.audio import printable
 from wavenet.files import writable_folder
 from wavenet.preprocessing import preprocess
 from wavenet.windows import WindowGeometry
@@ -31,7 +32,9 @@ def main(argv=None):
     parser.add_argument(
         "--workers", type=cli.positive_int, default=os.cpu_count() or 1, help="Processes decoding and resampling files"
     )
-    parser.add_argument("--rate", type=cli.positive_int, default=16000, help="Sample rate to resample to (Hz)")
+    parser.add_argument(
+        "--rate", type=cli.positive_int, default=16000, help="Sample rate to resample to (Hz, 1000..384000)"
+    )
     parser.add_argument(
         "--stacks_num",
         type=cli.positive_int,
@@ -72,7 +75,7 @@ def main(argv=None):
     )
     print(summary.format_summary())
     print(
-        f"saved in {args.output}: {corpus.CODES_FILE}, {corpus.SPEAKERS_FILE}, {corpus.RECORDINGS_FILE}, "
+        f"saved in {printable(args.output)}: {corpus.CODES_FILE}, {corpus.SPEAKERS_FILE}, {corpus.RECORDINGS_FILE}, "
         f"{corpus.META_FILE}"
     )
 

@@ -1,11 +1,13 @@
 """Train a class-conditional Gated PixelCNN on MNIST, CIFAR-10 or scikit-learn's 8x8 digits."""
 
 import argparse
+import dataclasses
 
-from wavenet import GatedPixelCNN, cli
+from wavenet import GatedPixelCNN, cli, limits
 from wavenet.files import writable_folder
-from wavenet.image_data import DATASETS, load_images
+from wavenet.image_data import DATASETS, image_shape, load_images
 from wavenet.launch import train
+from wavenet.models import GatedPixelCNNConfig
 from wavenet.objectives import pixelcnn_nll
 from wavenet.training import Task, seed_everything
 
@@ -45,13 +47,16 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     device = cli.select_device(args.gpu)
+    C, H, W = image_shape(args.dataset)
+    config = GatedPixelCNNConfig(C, args.hidden_dim, args.blocks_num, args.out_hidden_dim, args.levels, num_classes=10)
+    limits.check_training_memory(config, args.batchsize, device, H, W)  # before anything is built or loaded
     writable_folder(args.out, "--out")
     train_set = load_images(args.dataset, args.data_dir, True, args.levels)
     test_set = load_images(args.dataset, args.data_dir, False, args.levels)
     seed_everything(args.seed)
     q, _ = train_set[0]
     C, H, W = q.shape
-    model = GatedPixelCNN(C, args.hidden_dim, args.blocks_num, args.out_hidden_dim, args.levels, num_classes=10)
+    model = GatedPixelCNN(**dataclasses.asdict(config))
     task = Task(
         loss=pixelcnn_nll(args.levels),
         dims=C * H * W,

@@ -1,11 +1,13 @@
 """Train WaveNet on a folder written by preprocess.py."""
 
 import argparse
+import dataclasses
 
-from wavenet import WaveNet, cli
+from wavenet import WaveNet, cli, limits
 from wavenet.errors import UserError
 from wavenet.files import writable_folder
 from wavenet.launch import train
+from wavenet.models import WaveNetConfig
 from wavenet.objectives import wavenet_nll
 from wavenet.splits import train_val_split
 from wavenet.training import Task, seed_everything
@@ -49,7 +51,7 @@ def main(argv=None):
     windows = AudioWindows(args.data, levels=args.levels)
     seed_everything(args.seed)
     speakers = len(windows.speakers)
-    model = WaveNet(
+    config = WaveNetConfig(
         args.levels,
         args.hidden_dim,
         args.out_hidden_dim,
@@ -57,6 +59,8 @@ def main(argv=None):
         args.layers_num,
         num_speakers=speakers if speakers > 1 else 0,
     )
+    limits.check_training_memory(config, args.batchsize, device)  # before the model is built
+    model = WaveNet(**dataclasses.asdict(config))
     R = model.receptive_field
     try:
         scored = windows.target_length_for(R)

@@ -139,15 +139,15 @@ def measure(kind, naive, amp, size, seconds, threads, queue):
     queue.put((rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, flops))
 
 
-def matmul_peak(dtype, seconds):
-    """FLOP/s of a large square-ish matrix product in `dtype` on this process's threads."""
-    a, b = torch.randn(4096, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
+def matmul_peak(dtype, seconds, m=4096, k=1024, n=1024):
+    """FLOP/s of a large square-ish (m, k) x (k, n) matrix product in `dtype` on this process's threads."""
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     a @ b  # warm-up
     steps, start = 0, time.perf_counter()
     while steps < 3 or time.perf_counter() - start < seconds:
         a @ b
         steps += 1
-    return 2 * 4096 * 1024 * 1024 * steps / (time.perf_counter() - start)
+    return 2 * m * k * n * steps / (time.perf_counter() - start)
 
 
 def run(kind, naive, amp, size, seconds, threads):
@@ -166,13 +166,17 @@ def main():
     parser.add_argument("--seconds", type=float, default=20.0, help="time per method")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     args = parser.parse_args()
-    seconds = 0.5 if args.quick else args.seconds
+    seconds = 0.1 if args.quick else args.seconds
+    # --quick: a product 64x smaller, since a CPU without bf16 matrix units multiplies bf16 at ~1 GFLOP/s
+    shape = (1024, 256, 256) if args.quick else (4096, 1024, 1024)
     cases = {  # default architectures of train.py (levels 256) and train_wavenet.py
         "pixelcnn": ((16, 2, 256, 4, 8) if args.quick else (128, 15, 256, 16, 28), "images/s"),
         "wavenet": ((8, 1, 4, 2, 64) if args.quick else (32, 5, 10, 8, 1600), "scored samples/s"),
     }
     torch.set_num_threads(args.threads)
-    peak = {amp: matmul_peak(torch.bfloat16 if amp else torch.float32, min(seconds, 2.0)) for amp in (False, True)}
+    peak = {
+        amp: matmul_peak(torch.bfloat16 if amp else torch.float32, min(seconds, 2.0), *shape) for amp in (False, True)
+    }
     print(
         f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{args.threads} threads{' (quick)' if args.quick else ''}"

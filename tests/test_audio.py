@@ -1,4 +1,5 @@
 """mu-law companding and sound-file reading/writing (wavenet/audio.py)."""
+
 import math
 
 import numpy as np
@@ -64,13 +65,16 @@ def test_numpy_and_torch_agree():
     assert np.allclose(mu_law_decode(torch.from_numpy(codes)).numpy(), mu_law_decode(codes), atol=1e-6)
 
 
-@pytest.mark.parametrize("subtype,rate,ext", [
-    ("PCM_U8", 22050, "wav"),
-    ("PCM_16", 44100, "wav"),
-    ("PCM_24", 48000, "wav"),
-    ("FLOAT", 16000, "wav"),
-    ("PCM_24", 48000, "flac"),
-])
+@pytest.mark.parametrize(
+    "subtype,rate,ext",
+    [
+        ("PCM_U8", 22050, "wav"),
+        ("PCM_16", 44100, "wav"),
+        ("PCM_24", 48000, "wav"),
+        ("FLOAT", 16000, "wav"),
+        ("PCM_24", 48000, "flac"),
+    ],
+)
 def test_load_resamples_keeping_energy_and_pitch(tmp_path, subtype, rate, ext):
     path = str(tmp_path / f"tone.{ext}")
     sf.write(path, sine(rate), rate, subtype=subtype)
@@ -83,8 +87,7 @@ def test_load_resamples_keeping_energy_and_pitch(tmp_path, subtype, rate, ext):
 
 def test_stereo_is_averaged_to_mono(tmp_path):
     path = str(tmp_path / "stereo.wav")
-    sf.write(path, np.stack([sine(22050, amplitude=0.6), sine(22050, amplitude=0.2)], axis=1), 22050,
-             subtype="PCM_16")
+    sf.write(path, np.stack([sine(22050, amplitude=0.6), sine(22050, amplitude=0.2)], axis=1), 22050, subtype="PCM_16")
     x = load_audio(path, RATE)
     assert x.ndim == 1
     assert rms(x) == pytest.approx(0.4 / math.sqrt(2), rel=0.05)
@@ -102,7 +105,7 @@ def test_broken_files_raise_audio_error_naming_the_file(tmp_path):
     good = tmp_path / "good.wav"
     sf.write(str(good), sine(RATE), RATE, subtype="PCM_16")
     truncated = tmp_path / "truncated.wav"
-    truncated.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
     noise = tmp_path / "noise.wav"
     noise.write_bytes(np.random.default_rng(0).bytes(4000))
     nan = tmp_path / "nan.wav"

@@ -1,4 +1,5 @@
 """Snapshots: round trips, atomic writes, and refusal of files that are not safe snapshots."""
+
 import dataclasses
 import os
 import pickle
@@ -6,13 +7,13 @@ import pickle
 import pytest
 import torch
 
-from wavenet import files
-from wavenet import GatedPixelCNN, WaveNet, checkpoint
+from wavenet import GatedPixelCNN, WaveNet, checkpoint, files
 from wavenet.errors import UserError
 
 
-@pytest.mark.parametrize("model", [GatedPixelCNN(3, 8, 1, 8, 4, num_classes=10),
-                                   WaveNet(16, 8, 8, 1, 3, num_speakers=2)])
+@pytest.mark.parametrize(
+    "model", [GatedPixelCNN(3, 8, 1, 8, 4, num_classes=10), WaveNet(16, 8, 8, 1, 3, num_speakers=2)]
+)
 def test_model_round_trip_rebuilds_from_config_alone(tmp_path, model):
     path = str(tmp_path / "model")
     checkpoint.save(path, checkpoint.model_snapshot(model, {"levels": model.config.levels}))
@@ -67,7 +68,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
     with pytest.raises(RuntimeError):
         files.atomic_write(path, crash)
-    assert open(path, "rb").read() == b"old"
+    assert (tmp_path / "file").read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["file"]
 
 

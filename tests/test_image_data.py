@@ -1,4 +1,5 @@
 """Image loaders on small files in the real MNIST (IDX) and CIFAR-10 (python batch) formats."""
+
 import gzip
 import os
 import pickle
@@ -9,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from helpers import SHARED_DATA
 
-from conftest import SHARED_DATA
-from wavenet.image_data import dequantize, load_images, quantize
 from wavenet.errors import UserError
+from wavenet.image_data import dequantize, load_images, quantize
 
 
 def write_idx(path, array, gz):
@@ -113,8 +114,9 @@ def test_quantisation_levels_round_trip():
         assert torch.equal(torch.round(x * (levels - 1)).long(), q)
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(SHARED_DATA, "MNIST", "raw")),
-                    reason="real MNIST not in ../shared/data")
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(SHARED_DATA, "MNIST", "raw")), reason="real MNIST not in ../shared/data"
+)
 def test_real_mnist_test_split():
     data = load_images("mnist", SHARED_DATA, False, 2)
     assert len(data) == 10000

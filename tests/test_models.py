@@ -1,4 +1,5 @@
 """Causality and receptive field of both models, proved with input gradients."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,7 @@ def pixelcnn_dependencies(model, C, H, W, batch=4):
     for c in range(C):
         for i in range(H):
             for j in range(W):
-                g, = torch.autograd.grad(out[:, :, c, i, j].sum(), x, retain_graph=True)
+                (g,) = torch.autograd.grad(out[:, :, c, i, j].sum(), x, retain_graph=True)
                 deps[c, i, j] = (g != 0).any(0)  # a union over a batch of inputs: no dead-ReLU luck
     return deps
 
@@ -79,7 +80,7 @@ def test_wavenet_receptive_field_is_exact(stacks, layers, kernel):
     out = model(x, torch.tensor([0, 1, 1]))
     assert out.shape == (3, levels, T)
     for t in (0, 1, R // 2, R, T - 1):
-        g, = torch.autograd.grad(out[:, :, t].sum(), x, retain_graph=True)
+        (g,) = torch.autograd.grad(out[:, :, t].sum(), x, retain_graph=True)
         seen = set((g != 0).any(0).any(0).nonzero().flatten().tolist())
         assert seen == set(range(max(0, t - R), t)), f"output {t} sees {sorted(seen)}"
 

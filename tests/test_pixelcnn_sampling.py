@@ -1,4 +1,5 @@
 """Cached PixelCNN sampling against the full forward pass and the original's naive loop."""
+
 import pytest
 import torch
 
@@ -12,8 +13,9 @@ LEVELS = 5
 def tiny_model(in_channels, num_classes, seed=0):
     """A float64 model small enough for CPU tests; float64 makes the cached path's rounding negligible."""
     torch.manual_seed(seed)
-    model = GatedPixelCNN(in_channels, hidden_dim=6, blocks_num=2, out_hidden_dim=6, levels=LEVELS,
-                          num_classes=num_classes).double()
+    model = GatedPixelCNN(
+        in_channels, hidden_dim=6, blocks_num=2, out_hidden_dim=6, levels=LEVELS, num_classes=num_classes
+    ).double()
     # non-zero biases and embeddings everywhere, so a missed bias or condition term shows up
     with torch.no_grad():
         for p in model.parameters():
@@ -55,9 +57,10 @@ def test_cached_logits_see_the_condition():
 def test_cached_and_naive_sampling_agree(in_channels, num_classes):
     model = tiny_model(in_channels, num_classes)
     label = labels_for(model, 4)
-    draws = [sample_images(model, 4, 6, 5, label, torch.Generator().manual_seed(7), method=method,
-                           progress=False)
-             for method in ("cached", "naive")]
+    draws = [
+        sample_images(model, 4, 6, 5, label, torch.Generator().manual_seed(7), method=method, progress=False)
+        for method in ("cached", "naive")
+    ]
     assert torch.equal(draws[0], draws[1])
     # and the draws are not all alike, so the comparison has something to compare
     assert len(draws[0].unique()) > 1
@@ -65,8 +68,9 @@ def test_cached_and_naive_sampling_agree(in_channels, num_classes):
 
 def test_same_seed_same_samples_other_seed_other_samples():
     model = tiny_model(3, 0)
-    a, b, c = (sample_images(model, 3, 4, 4, generator=torch.Generator().manual_seed(s), progress=False)
-               for s in (1, 1, 2))
+    a, b, c = (
+        sample_images(model, 3, 4, 4, generator=torch.Generator().manual_seed(s), progress=False) for s in (1, 1, 2)
+    )
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
@@ -74,8 +78,9 @@ def test_same_seed_same_samples_other_seed_other_samples():
 @pytest.mark.parametrize("method", ["cached", "naive"])
 def test_samples_shape_dtype_and_range(method):
     model = tiny_model(3, 4)
-    samples = sample_images(model, 2, 3, 8, torch.tensor([1, 2]), torch.Generator().manual_seed(0),
-                            method=method, progress=False)
+    samples = sample_images(
+        model, 2, 3, 8, torch.tensor([1, 2]), torch.Generator().manual_seed(0), method=method, progress=False
+    )
     assert samples.shape == (2, 3, 3, 8)
     assert samples.dtype == torch.long
     assert samples.min() >= 0 and samples.max() <= LEVELS - 1
@@ -84,8 +89,7 @@ def test_samples_shape_dtype_and_range(method):
 def test_stop_after_leaves_later_subpixels_zero_and_matches_full_run():
     model = tiny_model(3, 0)
     full = sample_images(model, 2, 3, 3, generator=torch.Generator().manual_seed(3), progress=False)
-    part = sample_images(model, 2, 3, 3, generator=torch.Generator().manual_seed(3), progress=False,
-                         stop_after=5)
+    part = sample_images(model, 2, 3, 3, generator=torch.Generator().manual_seed(3), progress=False, stop_after=5)
     order = full.permute(0, 2, 3, 1).reshape(2, -1)  # raster order, then channels
     part_order = part.permute(0, 2, 3, 1).reshape(2, -1)
     assert torch.equal(part_order[:, :5], order[:, :5])
@@ -134,6 +138,5 @@ def test_cached_logits_on_cuda():
     x = random_image(2, 3, 4, 5).cuda()
     label = torch.tensor([0, 3]).cuda()
     assert torch.allclose(cached_logits(model, x, label), model(x, label), atol=1e-5, rtol=0)
-    samples = sample_images(model, 2, 4, 5, label, torch.Generator("cuda").manual_seed(0),
-                            progress=False)
+    samples = sample_images(model, 2, 4, 5, label, torch.Generator("cuda").manual_seed(0), progress=False)
     assert samples.device.type == "cuda"

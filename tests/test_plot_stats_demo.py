@@ -3,6 +3,7 @@
 plot_stats.py cases run in this process through cli.run, as `python plot_stats.py` would run them (fast);
 one also runs as a real subprocess. demo.py runs as a subprocess, stopped at its first step.
 """
+
 import json
 import os
 import re
@@ -14,48 +15,38 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
-from conftest import ROOT
+from helpers import ROOT, TINY_PIXELCNN, assert_one_line_error
 
 from wavenet import cli
 
-TINY_STATS_RUN = ["--dataset", "digits", "--levels", "2", "-d", "8", "-n", "1", "--out_hidden_dim", "8",
-                  "-e", "1", "-b", "64", "--stats"]
+TINY_STATS_RUN = [*TINY_PIXELCNN, "--levels", "2", "-e", "1", "-b", "64", "--stats"]  # the later --levels wins
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """{name: path}: a tiny run trained with --stats, a log.json without stats, a regular file."""
+    import train
+
     tmp = tmp_path_factory.mktemp("plot_stats")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: more threads only wait for each other on a busy machine
-    try:
-        import train
-        train.main(TINY_STATS_RUN + ["-o", str(tmp / "run")])
-    finally:
-        torch.set_num_threads(threads)
+    train.main(TINY_STATS_RUN + ["-o", str(tmp / "run")])
     history = json.loads((tmp / "run" / "log.json").read_text())
     (tmp / "plain").mkdir()  # what a run trained without --stats logs
-    (tmp / "plain" / "log.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "stats"}
-                                                        for r in history]))
+    (tmp / "plain" / "log.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "stats"} for r in history]))
     (tmp / "file").write_text("a regular file: nothing can be created under it")
     (tmp / "clash_data.png").mkdir()  # a folder where plot_stats.py would write a PNG
-    return {"tmp": str(tmp), "run": str(tmp / "run"), "plain": str(tmp / "plain"), "file": str(tmp / "file"),
-            "names": list(history[-1]["stats"])}
-
-
-def assert_one_line_error(status, stderr, fragment, prefix="error: "):
-    """Exit status 2, no traceback, and the last line is the only error line and holds `fragment`."""
-    assert status == 2, stderr
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()]
-    assert [line for line in lines if line.startswith(prefix)] == [lines[-1]], stderr
-    assert fragment in lines[-1], lines[-1]
+    return {
+        "tmp": str(tmp),
+        "run": str(tmp / "run"),
+        "plain": str(tmp / "plain"),
+        "file": str(tmp / "file"),
+        "names": list(history[-1]["stats"]),
+    }
 
 
 def plot_stats(argv, capsys, monkeypatch):
     """Run plot_stats.py's main in this process under cli.run; returns (exit status, stdout, stderr)."""
     import plot_stats as script
+
     monkeypatch.setattr(sys, "argv", ["plot_stats.py"])
     try:
         cli.run(lambda: script.main(argv))
@@ -67,15 +58,24 @@ def plot_stats(argv, capsys, monkeypatch):
 
 
 CASES = [  # (id, argv ({name} from the run fixture), fragment the error line must hold)
-    ("layers-not-a-regex", ["{run}", "--layers", "("],
-     "--layers '(' is not a valid regular expression (missing ), unterminated subpattern at position 0); "
-     "fix the pattern, or escape"),
+    (
+        "layers-not-a-regex",
+        ["{run}", "--layers", "("],
+        "--layers '(' is not a valid regular expression (missing ), unterminated subpattern at position 0); "
+        "fix the pattern, or escape",
+    ),
     ("layers-unterminated-set", ["{run}", "--layers", "blocks.[0"], "unterminated character set"),
-    ("output-folder-missing", ["{run}", "-o", "{tmp}/missing/x"],
-     "--output '{tmp}/missing/x': folder '{tmp}/missing' does not exist; create the folder"),
+    (
+        "output-folder-missing",
+        ["{run}", "-o", "{tmp}/missing/x"],
+        "--output '{tmp}/missing/x': folder '{tmp}/missing' does not exist; create the folder",
+    ),
     ("output-under-a-file", ["{run}", "-o", "{file}/x"], "folder '{file}' is a file, not a folder"),
-    ("output-png-is-a-folder", ["{run}", "-o", "{tmp}/clash"],
-     "cannot write '{tmp}/clash_data.png' (Is a directory); pick another prefix"),
+    (
+        "output-png-is-a-folder",
+        ["{run}", "-o", "{tmp}/clash"],
+        "cannot write '{tmp}/clash_data.png' (Is a directory); pick another prefix",
+    ),
     ("no-stats", ["{plain}"], "has no layer statistics; train with --stats"),
     ("no-stats-with-layers", ["{plain}", "--layers", "out"], "has no layer statistics; train with --stats"),
     ("missing-log", ["{tmp}/missing"], "cannot read"),
@@ -110,17 +110,29 @@ def test_layers_pick_the_matching_parameters(run, tmp_path, capsys, monkeypatch)
 
 
 def test_plot_stats_script_bad_regex_is_one_line_error(run):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "plot_stats.py"), run["run"], "--layers", "("],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "plot_stats.py"), run["run"], "--layers", "("],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert_one_line_error(result.returncode, result.stderr, "is not a valid regular expression")
 
 
 def demo(out, **popen):
     """Start demo.py writing under `out`, in a process group of its own (what a terminal's Ctrl-C reaches)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # lines arrive as printed, not when a buffer fills
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "demo.py"), "--out", str(out)], cwd=ROOT,
-                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "demo.py"), "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        **popen,
+    )
 
 
 def stop(child):
@@ -166,6 +178,7 @@ def test_audio_plot_of_short_or_silent_output_warns_nothing(tmp_path, length):
     from PIL import Image
 
     from wavenet.plots import plot_audio
+
     for name, samples in (("silence", np.zeros(length)), ("noise", np.random.default_rng(0).uniform(-1, 1, length))):
         path = str(tmp_path / f"{name}.png")
         with warnings.catch_warnings():

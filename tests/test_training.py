@@ -1,23 +1,28 @@
 """The shared training loop: it learns, it resumes exactly, it logs and snapshots."""
-import json
+
 import math
 import os
 
 import pytest
 import torch
+from helpers import TINY_PIXELCNN, read_log
 
 import train
 from wavenet import checkpoint
-from wavenet.image_data import load_images
 from wavenet.errors import UserError
+from wavenet.image_data import load_images
 from wavenet.training import Trainer
 
-TINY = ["--dataset", "digits", "-d", "8", "-n", "1", "--out_hidden_dim", "8", "--levels", "4", "-b", "64"]
+TINY = [*TINY_PIXELCNN, "-b", "64"]
 
 
 def final_parameters(out):
-    snapshot = checkpoint.load(max((os.path.join(out, f) for f in os.listdir(out) if f.startswith("snapshot_iter_")),
-                                   key=lambda p: int(p.rsplit("_", 1)[1])))
+    snapshot = checkpoint.load(
+        max(
+            (os.path.join(out, f) for f in os.listdir(out) if f.startswith("snapshot_iter_")),
+            key=lambda p: int(p.rsplit("_", 1)[1]),
+        )
+    )
     return snapshot["model"], snapshot["optimizer"], snapshot["state"]
 
 
@@ -62,7 +67,7 @@ def test_resume_inside_an_epoch_equals_a_straight_run(tmp_path, monkeypatch):
 def test_log_table_and_snapshots(tmp_path, capsys):
     out = str(tmp_path / "run")
     train.main(TINY + ["-e", "2", "-o", out, "--stats"])
-    log = json.load(open(os.path.join(out, "log.json")))
+    log = read_log(out)
     assert [r["epoch"] for r in log] == [1, 2]
     for r in log:
         assert math.isclose(r["val_bits_per_dim"], r["val_nll"] / (3 * 8 * 8 * math.log(2)))
@@ -88,9 +93,11 @@ def histogram_bits_per_dim(train_q, test_q, levels):
 def test_pixelcnn_learns_digits(tmp_path):
     levels = 4
     out = str(tmp_path / "run")
-    train.main(["--dataset", "digits", "-d", "32", "-n", "3", "--out_hidden_dim", "32", "--levels",
-                str(levels), "-b", "32", "-e", "4", "-o", out])
-    val_bpd = json.load(open(os.path.join(out, "log.json")))[-1]["val_bits_per_dim"]
+    # -d 16 -n 2 at 3e-3 ends at 0.29-0.31 of the baseline (seeds 0, 1) in half the time of -d 32 -n 3 at 1e-3
+    # (0.48-0.59)
+    model = ["-d", "16", "-n", "2", "--out_hidden_dim", "16", "--levels", str(levels)]
+    train.main(["--dataset", "digits", *model, "-b", "32", "-e", "4", "--learning_rate", "0.003", "-o", out])
+    val_bpd = read_log(out)[-1]["val_bits_per_dim"]
     train_q = load_images("digits", "", True, levels).tensors[0]
     test_q = load_images("digits", "", False, levels).tensors[0]
     baseline = histogram_bits_per_dim(train_q, test_q, levels)
@@ -124,16 +131,21 @@ def test_trainer_snapshots_of_version_c5e1cea_resume(tmp_path):
     import shutil
 
     import train_wavenet
+
     pixelcnn, wavenet, corpus = tmp_path / "pixelcnn", tmp_path / "wavenet", tmp_path / "corpus"
     for folder, name in ((pixelcnn, "snapshot_iter_6"), (wavenet, "snapshot_iter_5")):
         folder.mkdir()
         shutil.copy(os.path.join(OLD, name), folder)
     shutil.copytree(os.path.join(OLD, "corpus"), corpus)
-    train.main(["--dataset", "digits", "-d", "4", "-n", "1", "--out_hidden_dim", "4", "--levels", "4", "-b", "256",
-                "-e", "2", "-o", str(pixelcnn), "--resume", str(pixelcnn)])
-    train_wavenet.main(["-d", str(corpus), "--stacks_num", "1", "--layers_num", "3", "--hidden_dim", "4",
-                        "--out_hidden_dim", "4", "-b", "8", "-e", "2", "-o", str(wavenet), "--val_fraction", "0.3",
-                        "--resume", str(wavenet)])
+    pixelcnn_model = ["-d", "4", "-n", "1", "--out_hidden_dim", "4", "--levels", "4"]
+    train.main(
+        ["--dataset", "digits", *pixelcnn_model, "-b", "256", "-e", "2", "-o", str(pixelcnn), "--resume", str(pixelcnn)]
+    )
+    wavenet_model = ["--stacks_num", "1", "--layers_num", "3", "--hidden_dim", "4", "--out_hidden_dim", "4"]
+    train_wavenet.main(
+        ["-d", str(corpus), *wavenet_model, "-b", "8", "-e", "2", "--val_fraction", "0.3"]
+        + ["-o", str(wavenet), "--resume", str(wavenet)]
+    )
     for folder, iterations in ((pixelcnn, [6, 12]), (wavenet, [5, 10])):
-        log = json.load(open(folder / "log.json"))
+        log = read_log(folder)
         assert [r["iteration"] for r in log] == iterations  # the old run's epoch, then the resumed one

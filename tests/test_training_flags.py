@@ -1,6 +1,6 @@
-"""--amp, --compile and --workers on the CPU: each runs and keeps the loss finite."""
+"""--amp, --compile and --workers on the CPU: each reaches the training step, and the loss stays finite."""
+
 import functools
-import json
 import math
 import os
 import subprocess
@@ -8,32 +8,27 @@ import sys
 
 import pytest
 import torch
+from helpers import ROOT, TINY_PIXELCNN, read_log
 
 import train
+import wavenet.launch
+from wavenet import GatedPixelCNN
 from wavenet.training import Trainer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--dataset", "digits", "-d", "8", "-n", "1", "--out_hidden_dim", "8", "--levels", "4",
-        "-b", "128", "-e", "1"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread for the in-process runs: on a small shared CI machine more threads spin-wait
-    on each other and a one-second run takes ten or more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+TINY = [*TINY_PIXELCNN, "-b", "128", "-e", "1"]
 
 
 def train_script(out, *flags):
-    """Run train.py as a user would (one thread: CI machines are small); returns log.json."""
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *TINY, "-o", str(out), *flags],
-                            capture_output=True, text=True, cwd=ROOT, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """Run train.py as a user would; returns log.json."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), *TINY, "-o", str(out), *flags],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    return json.load(open(os.path.join(out, "log.json")))
+    return read_log(out)
 
 
 def assert_finite(log):
@@ -53,24 +48,65 @@ def test_amp_computes_in_bfloat16_and_the_loss_stays_finite(tmp_path, monkeypatc
     monkeypatch.setattr(Trainer, "__init__", hook_convolutions)
     train.main(TINY + ["-o", str(tmp_path / "amp"), "--amp"])
     assert torch.bfloat16 in seen
-    assert_finite(json.load(open(tmp_path / "amp" / "log.json")))
+    assert_finite(read_log(tmp_path / "amp"))
 
 
-def test_loader_workers_change_nothing(tmp_path):
+def record_worker(folder, init, worker_id):
+    """A DataLoader worker_init_fn: leaves a file named by this worker's process id in `folder`, then runs the
+    loader's own `init` (if any)."""
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    if init is not None:
+        init(worker_id)
+
+
+def test_loader_workers_change_nothing(tmp_path, monkeypatch):
     # the sampler runs in the main process, so workers see the same batches in the same order
     train.main(TINY + ["-o", str(tmp_path / "w0")])
+    made, started = [], tmp_path / "workers"
+    started.mkdir()
+    make_loaders = wavenet.launch.loaders
+
+    def loaders_that_record_their_workers(*args):
+        batches = make_loaders(*args)
+        for loader in (batches.train, batches.validation):
+            loader.worker_init_fn = functools.partial(record_worker, str(started), loader.worker_init_fn)
+        made.append(batches)
+        return batches
+
+    monkeypatch.setattr(wavenet.launch, "loaders", loaders_that_record_their_workers)
     train.main(TINY + ["-o", str(tmp_path / "w2"), "--workers", "2"])
-    in_process, with_workers = (json.load(open(tmp_path / w / "log.json")) for w in ("w0", "w2"))
+    assert [(batches.train.num_workers, batches.validation.num_workers) for batches in made] == [(2, 2)]
+    workers = os.listdir(started)  # two processes for each loader (they persist across epochs)
+    assert len(workers) == 4 and str(os.getpid()) not in workers, workers
+    in_process, with_workers = (read_log(tmp_path / w) for w in ("w0", "w2"))
     assert_finite(with_workers)
     assert [r["val_nll"] for r in with_workers] == [r["val_nll"] for r in in_process]
 
 
 def test_compile_traces_the_training_step(tmp_path, monkeypatch):
-    # the "eager" backend runs what TorchDynamo captured without generating code: fast, so the
-    # flag's wiring is checked in every run; the real (inductor) build is the slow test below
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    # a backend that runs what TorchDynamo captured as it is (what backend="eager" does), so the flag's
+    # wiring is checked fast in every run; the real (inductor) build is the slow test below
+    compiled, graph_calls = [], []
+    compile_ = torch.compile
+
+    def count_calls(graph, _example_inputs):
+        def run(*args):
+            graph_calls.append(graph)
+            return graph.forward(*args)
+
+        return run
+
+    def compile_eagerly(model, **kwargs):
+        compiled.append(model)
+        return compile_(model, backend=count_calls, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
     train.main(TINY + ["-o", str(tmp_path / "run"), "--compile"])
-    assert_finite(json.load(open(tmp_path / "run" / "log.json")))
+    log = read_log(tmp_path / "run")
+    assert [type(model) for model in compiled] == [GatedPixelCNN]
+    # every training step (and evaluation) ran the traced graph, not the model's own forward
+    assert len(graph_calls) >= log[-1]["iteration"], (len(graph_calls), log[-1]["iteration"])
+    assert_finite(log)
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """WaveNet generation: the cached torch step and the compiled numba step against the full forward pass."""
+
 import copy
 
 import numba
@@ -17,8 +18,15 @@ TOLERANCE = {"torch": 1e-5, "numba": 1e-4}  # numba runs in float32, the model h
 def tiny_model(num_speakers=0, kernel_width=2, seed=0):
     """A float64 WaveNet small enough for CPU tests (receptive field 15 at kernel_width 2)."""
     torch.manual_seed(seed)
-    model = WaveNet(LEVELS, hidden_dim=6, out_hidden_dim=5, stacks_num=2, layers_num=3,
-                    kernel_width=kernel_width, num_speakers=num_speakers).double()
+    model = WaveNet(
+        LEVELS,
+        hidden_dim=6,
+        out_hidden_dim=5,
+        stacks_num=2,
+        layers_num=3,
+        kernel_width=kernel_width,
+        num_speakers=num_speakers,
+    ).double()
     # non-zero biases and embeddings everywhere, so a missed bias or condition term shows up
     with torch.no_grad():
         for p in model.parameters():
@@ -70,9 +78,10 @@ def test_seeded_sampling_is_identical_on_every_path(threads):
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        draws = {method: generate(model, 3, length, speaker, prime, generator=seeded(), method=method,
-                                  progress=False)
-                 for method in ("naive", "torch", "numba")}
+        draws = {
+            method: generate(model, 3, length, speaker, prime, generator=seeded(), method=method, progress=False)
+            for method in ("naive", "torch", "numba")
+        }
     finally:
         numba.set_num_threads(previous)
     assert draws["naive"].shape == (3, length) and draws["naive"].dtype == torch.long
@@ -100,8 +109,10 @@ def test_cached_step_runs_each_layer_once_on_a_fixed_window():
     """
     model = tiny_model()
     seen = {layer: [] for layer in model.layers}
-    hooks = [layer.register_forward_pre_hook(lambda layer, args: seen[layer].append(args[0].shape[2]))
-             for layer in model.layers]
+    hooks = [
+        layer.register_forward_pre_hook(lambda layer, args: seen[layer].append(args[0].shape[2]))
+        for layer in model.layers
+    ]
     try:
         length = 4 * model.receptive_field
         generate(model, 2, length, generator=seeded(), method="torch", progress=False)
@@ -125,15 +136,13 @@ def test_samples_continue_the_prime(method):
     model = tiny_model(num_speakers=3)
     speaker = speakers_for(model, 4)
     prime = torch.randint(0, LEVELS, (4, 9))
-    out = generate(model, 4, 6, speaker, prime, temperature=0.8, generator=seeded(), method=method,
-                   progress=False)
+    out = generate(model, 4, 6, speaker, prime, temperature=0.8, generator=seeded(), method=method, progress=False)
     with torch.no_grad():
         logits = model(F.pad(prime, (0, 1)), speaker)[:, :, -1]  # the padded code is never seen
     assert torch.equal(out[:, 0], pick(logits, 0.8, seeded()))
     # a 1-D prime is the same prime for every stream
     one = generate(model, 4, 6, speaker, prime[0], generator=seeded(), method=method, progress=False)
-    every = generate(model, 4, 6, speaker, prime[:1].expand(4, -1), generator=seeded(), method=method,
-                     progress=False)
+    every = generate(model, 4, 6, speaker, prime[:1].expand(4, -1), generator=seeded(), method=method, progress=False)
     assert torch.equal(one, every)
 
 
@@ -168,13 +177,16 @@ def test_model_mode_is_restored():
     assert model.training
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(method="fast"), "method"),
-    (dict(temperature=-1.0), "temperature"),
-    (dict(prime=torch.zeros(3, 4, dtype=torch.long)), "prime"),
-    (dict(prime=torch.full((5,), LEVELS)), "prime"),
-    (dict(speaker=torch.tensor([0, 1])), "speaker"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(method="fast"), "method"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(prime=torch.zeros(3, 4, dtype=torch.long)), "prime"),
+        (dict(prime=torch.full((5,), LEVELS)), "prime"),
+        (dict(speaker=torch.tensor([0, 1])), "speaker"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate(tiny_model(), 2, 5, progress=False, **kwargs)

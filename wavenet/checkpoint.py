@@ -6,20 +6,26 @@ A snapshot is a dict of tensors and plain Python values:
      "model": state_dict, "meta": {...dataset, levels, image size or rate, speakers...},
      # trainer snapshots only:
      "optimizer": ..., "state": {...iteration, epoch, best metric, history...},
-     "rng": {...}, "args": {...all flags of the run...}, "data": {...split sizes...}}
+     "rng": {...}, "args": {...all flags of the run...}, "data": {...split sizes...},
+     "checksum": "sha256:..."}  # of every tensor above; see tensor_checksum
+
+Snapshots of earlier versions have no "checksum" and load unchecked: the key is an addition, not a
+new layout, so FORMAT stays 1 (and earlier versions, which ignore the key, still read new snapshots).
 """
 
 import dataclasses
+import hashlib
 import os
 import zipfile
 
 import torch
 
 from .errors import UserError
-from .files import atomic_write, newest
+from .files import WriteError, atomic_write, newest
 from .registry import KINDS, TRAINER_SNAPSHOT, kind_of
 
 FORMAT = 1
+CHECKSUM = "checksum"  # the snapshot key of tensor_checksum's digest
 
 
 def resolve(path, prefix):
@@ -46,9 +52,43 @@ def resolve(path, prefix):
     return found
 
 
+def tensor_checksum(snapshot):
+    """'sha256:<hex>' over every tensor in `snapshot` (a dict of dicts, lists and tuples), the checksum key aside.
+
+    Each tensor adds its place in the structure, dtype, shape and bytes, in the structure's order
+    (dicts keep their insertion order through torch.save and torch.load), so a flipped bit, a
+    reshaped or retyped tensor and two swapped tensors all change it.
+    """
+    digest = hashlib.sha256()
+
+    def visit(value, where):
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"{where}|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not (where == "" and key == CHECKSUM):
+                    visit(item, f"{where}/{key!r}")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, f"{where}/{i}")
+
+    visit(snapshot, "")
+    return "sha256:" + digest.hexdigest()
+
+
 def save(path, snapshot):
-    """Write a snapshot dict atomically."""
-    atomic_write(path, lambda f: torch.save(snapshot, f))
+    """Write a snapshot dict atomically, with the checksum of its tensors; WriteError if the disk refuses."""
+    snapshot = {**snapshot, CHECKSUM: tensor_checksum(snapshot)}
+    try:
+        atomic_write(path, lambda f: torch.save(snapshot, f))
+    except RuntimeError as e:  # torch's zip writer failing on its own, with no OSError to report
+        message = str(e)
+        if "inline_container" not in message and "write" not in message.lower():
+            raise
+        reason = OSError(None, "the zip writer failed: " + " ".join(message.split())[:120])
+        raise WriteError(path, reason) from None
 
 
 def load(path, map_location="cpu"):
@@ -75,6 +115,11 @@ def load(path, map_location="cpu"):
         )
     if snapshot.get("format") != FORMAT:
         raise UserError(f"{path!r} has snapshot format {snapshot.get('format')}, this version reads format {FORMAT}")
+    if CHECKSUM in snapshot and snapshot[CHECKSUM] != tensor_checksum(snapshot):
+        raise UserError(
+            f"{path!r} is corrupted (checksum mismatch: its tensors changed after it was written, "
+            "a failing disk or copy); use another snapshot or retrain"
+        )
     return snapshot
 
 

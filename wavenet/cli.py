@@ -4,7 +4,9 @@ import argparse
 import dataclasses
 import math
 import os
+import signal
 import sys
+import threading
 
 import torch
 
@@ -19,12 +21,25 @@ from .registry import KINDS
 DEFAULTS = Settings()  # the training flags' defaults
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived outside the training loop: raised where the program was, like KeyboardInterrupt."""
+
+
+def _raise_terminated(_signum, _frame):
+    raise Terminated
+
+
 def run(main):
     """Call main(); a UserError becomes `error: <message>` on stderr and exit status 2, no traceback.
 
-    Ctrl-C becomes `interrupted` and status 130 (files are written atomically, so none is left torn).
-    Either way, output folders this run created and left empty are removed.
+    Ctrl-C becomes `interrupted` and status 130, SIGTERM `terminated` and status 143 (files are
+    written atomically, so none is left torn); inside the training loop both snapshot first
+    (training.Trainer.fit installs its own handler for the loop). Either way, output folders this run
+    created and left empty are removed.
     """
+    # signal handlers can only be set from the main thread (a test may call run from another)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         with removing_empty_on_failure():
             main()
@@ -34,6 +49,12 @@ def run(main):
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (which snapshots first)
         print("interrupted", file=sys.stderr)
         sys.exit(130)  # the shell's status for SIGINT
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)  # 143, the shell's status for SIGTERM
+    finally:
+        if previous is not None:  # None: not on the main thread, or a handler set outside Python
+            signal.signal(signal.SIGTERM, previous)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -126,6 +147,22 @@ def yes_no(text):
     if word in YES or word in NO:
         return word in YES
     raise argparse.ArgumentTypeError(f"must be one of {'/'.join(YES)} or {'/'.join(NO)}, got {text!r}")
+
+
+def is_integer(text):
+    """Whether int(text) reads `text` as a whole number: a sign and decimal digits, of any script ('٣' is 3).
+
+    str.isdigit would also pass superscripts and circled digits ('²', '①'), which int() refuses.
+    """
+    digits = text.strip().removeprefix("-").removeprefix("+")
+    return digits.isdecimal()
+
+
+def class_label(text):
+    """argparse type for infer.py's --label: a whole number (the script checks its range against the model)."""
+    if not is_integer(text):
+        raise argparse.ArgumentTypeError(f"must be a class number 0, 1, 2, ..., got {text!r}")
+    return int(text)
 
 
 def select_device(gpu):
@@ -228,7 +265,7 @@ def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradie
         "--snapshot_every",
         type=non_negative_int,
         default=DEFAULTS.snapshot_every,
-        help="Iterations between trainer snapshots (0: once per epoch)",
+        help="Iterations between trainer snapshots, besides the one at every epoch end (0: only those)",
     )
     parser.add_argument(
         "--log_every",

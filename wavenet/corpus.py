@@ -1,6 +1,6 @@
-"""The on-disk format of a preprocessed folder: its file names, format versions and validated readers.
+"""The on-disk format of a preprocessed folder: its file names, format versions, commit and validated readers.
 
-A folder written by `preprocessing.preprocess` holds four files, each written atomically:
+A folder written by `preprocessing.preprocess` holds four files:
 
     vctk_codes.npy       uint8 (N, chunk_length)  mu-law codes (see audio.mu_law_encode), one chunk per row,
                                                   the chunks of a recording in order and back to back, the
@@ -9,16 +9,39 @@ A folder written by `preprocessing.preprocess` holds four files, each written at
     vctk_speakers.npy    int16 (N,)               speaker of each chunk, an index into meta["speakers"]
     vctk_recordings.npy  int64 (F,)               samples of each recording (lead-in included), in row
                                                   order: recording f fills the next ceil(samples / chunk_length) rows
-    vctk_meta.json       {"format", "rate", "chunk_length", "levels", "speakers", "chunks", ...}
+    vctk_meta.json       {"format", "rate", "chunk_length", "levels", "speakers", "chunks", "files", ...}
 
 Format 1 folders have no vctk_recordings.npy: there each chunk counts as a recording of its own.
 The folders of the original Chainer preprocess.py are read by `legacy_corpus`.
 
+The four files are committed as a whole. A run writes them into a hidden staging folder of its own,
+`.vctk_staging.<pid>.tmp` in the output folder (the pid tells a later run whether its writer is
+gone), and commits them with one atomic step: renaming that folder to `.vctk_commit` (the journal).
+Then it moves the four files out into the output folder, meta last, and removes the journal. Before the
+rename the output folder holds the old files untouched; after it the new output is complete, each file
+either still in the journal or already moved, and readers take each file from the journal where it is
+there (`path_of`). A kill at any moment thus leaves the whole old output or the whole new one, and the
+next preprocess finishes an interrupted move (`finish_commit`) and removes stale staging folders
+(`remove_stale`). Alternatives not taken: renaming files one by one with a commit record alone detects
+a mix but cannot bring back the old file the first rename replaced; exchanging the whole output folder
+with a staged one (renameat2 RENAME_EXCHANGE, Linux only) would also swap away every other file a user
+keeps there, the folder lock included, and needs the parent folder writable.
+
+The meta file also records each array's size and fingerprint ("files"), so that a folder assembled
+from two runs (files copied while a journal was pending, or by hand) is refused. The fingerprint is the
+sha256 of the whole file up to FINGERPRINT_WHOLE bytes, else of FINGERPRINT_BLOCKS blocks spread evenly
+over it, first and last included: a few hundred KiB read at every start however large the codes are,
+and any two runs whose codes differ in shape or in nearly all bytes (other audio, other --levels) differ.
+
 Only the standard library and numpy: the command-line modules import this one at their top.
 """
 
+import contextlib
+import hashlib
 import json
 import os
+import re
+import shutil
 from typing import NamedTuple
 
 import numpy as np
@@ -32,7 +55,19 @@ CODES_FILE = PREFIX + "codes.npy"
 SPEAKERS_FILE = PREFIX + "speakers.npy"
 RECORDINGS_FILE = PREFIX + "recordings.npy"
 META_FILE = PREFIX + "meta.json"
+ARRAY_FILES = (CODES_FILE, SPEAKERS_FILE, RECORDINGS_FILE)
+OUTPUT_FILES = (*ARRAY_FILES, META_FILE)  # the order they are moved in: meta last
 MAX_LEVELS = 256  # codes are stored as uint8
+JOURNAL = "." + PREFIX + "commit"  # committed files not yet moved into the folder
+STAGING = re.compile(r"\." + PREFIX + r"staging\.(\d+)\.tmp")  # a run's files before their commit
+# what atomic_write left of our files before they were staged in a folder: .vctk_codes.npy.k3j9x_.tmp
+OLD_TEMPORARY = re.compile("|".join(r"\." + re.escape(name) + r"\.\w+\.tmp" for name in OUTPUT_FILES))
+FINGERPRINT_WHOLE = 1 << 20  # files up to 1 MiB (speakers, recordings, small codes) are hashed whole
+FINGERPRINT_BLOCKS, FINGERPRINT_BLOCK = 64, 4096  # larger ones: 64 blocks of 4 KiB, 256 KiB in all
+# codes up to this size are scanned whole for values >= levels when the folder is opened (about 0.1 s
+# from the page cache); larger ones are checked in sampled rows there and window by window as read
+FULL_SCAN_BYTES = 64 << 20
+CHECKED_ROWS = 64  # rows spread over larger codes that are checked when the folder is opened
 
 
 class StoredChunks(NamedTuple):
@@ -45,54 +80,168 @@ class StoredChunks(NamedTuple):
     levels: int  # mu-law levels of the codes
     rate: int | None  # Hz, None where the folder does not say
     receptive_field: int | None  # what the chunks were cut for, None where unknown
+    codes_checked: bool = True  # False: codes too large to scan at opening; check each window read
 
 
 def read_folder(folder):
-    """StoredChunks of a folder with a meta file (format 1 or 2), codes memory-mapped; UserError if damaged."""
+    """StoredChunks of a folder with a meta file (format 1 or 2), codes memory-mapped; UserError if damaged.
+
+    Everything that can contradict the meta file is checked here, so that a damaged folder stops the
+    run before training starts, except codes >= levels in codes larger than FULL_SCAN_BYTES (see
+    check_codes).
+    """
     meta = load_meta(folder)
     rate, chunk_length, levels = meta["rate"], meta["chunk_length"], meta["levels"]
     speakers, receptive_field, chunks = list(meta["speakers"]), meta.get("receptive_field"), meta["chunks"]
-    chunk_speakers = load_array(folder, SPEAKERS_FILE, (chunks,)).astype(np.int64)
+    chunk_speakers = load_array(folder, SPEAKERS_FILE, (chunks,), "integer").astype(np.int64)
+    if len(chunk_speakers) and not 0 <= chunk_speakers.min() <= chunk_speakers.max() < len(speakers):
+        bad = chunk_speakers[(chunk_speakers < 0) | (chunk_speakers >= len(speakers))][0]
+        raise UserError(
+            f"{path_of(folder, SPEAKERS_FILE)!r} holds speaker id {bad}, but its meta file names "
+            f"{len(speakers)} speaker(s) (ids 0..{len(speakers) - 1}); rerun preprocess.py"
+        )
     recording_samples = load_recordings(folder, meta)
+    codes = open_codes(folder, chunks, chunk_length)
+    codes_checked = check_codes(path_of(folder, CODES_FILE), codes, levels)
+    verify_commit(folder, meta)  # last: a specific fault above says more than "mixes two runs"
     return StoredChunks(
-        open_codes(folder, chunks, chunk_length),
-        chunk_speakers,
-        recording_samples,
-        speakers,
-        levels,
-        rate,
-        receptive_field,
+        codes, chunk_speakers, recording_samples, speakers, levels, rate, receptive_field, codes_checked
     )
+
+
+def path_of(folder, name):
+    """Where file `name` of `folder` is read from: the journal of a commit not yet moved, if it is there."""
+    pending = os.path.join(folder, JOURNAL, name)
+    return pending if os.path.exists(pending) else os.path.join(folder, name)
 
 
 def has_meta(folder):
     """Whether `folder` holds a meta file, so was written by this project's preprocess (not the original's)."""
-    return os.path.exists(os.path.join(folder, META_FILE))
+    return os.path.exists(path_of(folder, META_FILE))
+
+
+def _is_int(value, low, high=None):
+    return type(value) is int and value >= low and (high is None or value <= high)  # bool is no count
+
+
+# key: (test, what it should hold); a meta file lacking any of these is refused
+META_KEYS = {
+    "rate": (lambda v: _is_int(v, 1), "a positive integer (Hz)"),
+    "chunk_length": (lambda v: _is_int(v, 1), "a positive integer"),
+    "levels": (lambda v: _is_int(v, 2, MAX_LEVELS), f"an integer from 2 to {MAX_LEVELS}"),
+    "chunks": (lambda v: _is_int(v, 1), "a positive integer"),
+    "speakers": (
+        lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(s, str) for s in v),
+        "a non-empty list of names",
+    ),
+}
+FORMAT_2_KEYS = {"recordings": (lambda v: _is_int(v, 1), "a positive integer")}
+OPTIONAL_KEYS = {
+    "receptive_field": (lambda v: v is None or _is_int(v, 0), "an integer >= 0 or null"),
+    "files": (
+        lambda v: (
+            isinstance(v, dict)
+            and all(
+                isinstance(v.get(name), dict)
+                and _is_int(v[name].get("bytes"), 0)
+                and isinstance(v[name].get("fingerprint"), str)
+                for name in ARRAY_FILES
+            )
+        ),
+        f"the size and fingerprint of {', '.join(ARRAY_FILES)}",
+    ),
+}
 
 
 def load_meta(folder):
-    """The meta file of `folder` as a dict; UserError if it is unreadable or of a format this version can't read."""
-    path = os.path.join(folder, META_FILE)
+    """The meta file of `folder` as a dict; UserError if unreadable, of a format this version can't read,
+    or lacking a key (or holding one of the wrong type) that the readers need."""
+    path = path_of(folder, META_FILE)
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             meta = json.load(f)
     except (OSError, ValueError) as e:
         raise UserError(f"{path!r} is unreadable ({e}); rerun preprocess.py") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path!r} holds a JSON {type(meta).__name__}, not the object preprocess.py writes; rerun it")
     if meta.get("format") not in READABLE_FORMATS:
         raise UserError(
-            f"{path!r} has format {meta.get('format')}, this version reads formats "
+            f"{path!r} has format {meta.get('format')!r}, this version reads formats "
             f"{READABLE_FORMATS}; rerun preprocess.py"
         )
+    required = {**META_KEYS, **(FORMAT_2_KEYS if meta["format"] == 2 else {})}
+    for key, (test, what) in {**required, **OPTIONAL_KEYS}.items():
+        if key not in meta:
+            if key in required:
+                raise UserError(f"{path!r} lacks the key {key!r}; rerun preprocess.py")
+        elif not test(meta[key]):
+            shown = json.dumps(meta[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise UserError(f"{path!r}: {key!r} should be {what}, not {shown}; rerun preprocess.py")
     return meta
 
 
-def load_array(folder, name, shape, mmap_mode=None):
-    """np.load file `name` of `folder`; UserError unless it reads and has `shape`."""
-    path = os.path.join(folder, name)
+def fingerprint(path):
+    """Hex sha256 of file `path`: whole up to FINGERPRINT_WHOLE bytes, else of evenly spread blocks (see above)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        digest.update(str(size).encode())
+        if size <= FINGERPRINT_WHOLE:
+            digest.update(f.read())
+        else:
+            last = size - FINGERPRINT_BLOCK
+            for i in range(FINGERPRINT_BLOCKS):
+                f.seek(i * last // (FINGERPRINT_BLOCKS - 1))
+                digest.update(f.read(FINGERPRINT_BLOCK))
+    return digest.hexdigest()
+
+
+def commit_record(folder):
+    """meta["files"] for the arrays in `folder`: {name: {"bytes", "fingerprint"}}."""
+    return {
+        name: {
+            "bytes": os.path.getsize(os.path.join(folder, name)),
+            "fingerprint": fingerprint(os.path.join(folder, name)),
+        }
+        for name in ARRAY_FILES
+    }
+
+
+def verify_commit(folder, meta):
+    """UserError unless the arrays of `folder` are those its meta file committed (folders written before
+    meta recorded them are taken as they are; format 1 never recorded them)."""
+    if meta["format"] == 1:
+        return
+    for name, record in meta.get("files", {}).items():
+        path = path_of(folder, name)
+        try:
+            size = os.path.getsize(path)
+        except OSError as e:
+            raise UserError(f"{path!r} is missing or unreadable ({e.strerror}); rerun preprocess.py") from None
+        if size != record["bytes"]:
+            why = f"{size:,} bytes where its meta file says {record['bytes']:,}"
+        elif fingerprint(path) != record["fingerprint"]:
+            why = "another fingerprint than its meta file records"
+        else:
+            continue
+        raise UserError(
+            f"{path!r} is not the file {path_of(folder, META_FILE)!r} describes ({why}): the folder mixes the "
+            "files of two preprocess runs; rerun preprocess.py"
+        )
+
+
+def load_array(folder, name, shape, kind, mmap_mode=None):
+    """np.load file `name` of `folder`; UserError unless it reads, has `shape` and values of `kind`
+    ("uint8" or "integer")."""
+    path = path_of(folder, name)
     try:
         array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise UserError(f"{path!r} is missing or unreadable ({e}); rerun preprocess.py") from None
+    right = array.dtype == np.uint8 if kind == "uint8" else array.dtype.kind in "iu"
+    if not right:
+        raise UserError(f"{path!r} holds {array.dtype} values, not {kind} ones; rerun preprocess.py")
     if array.shape != shape:
         raise UserError(f"{path!r} has shape {array.shape}, its meta file says {shape}; rerun preprocess.py")
     return array
@@ -107,10 +256,10 @@ def load_recordings(folder, meta):
     chunks, chunk_length = meta["chunks"], meta["chunk_length"]
     if meta["format"] == 1:
         return np.full(chunks, chunk_length, dtype=np.int64)
-    samples = load_array(folder, RECORDINGS_FILE, (meta["recordings"],))
+    samples = load_array(folder, RECORDINGS_FILE, (meta["recordings"],), "integer").astype(np.int64)
     if (-(-samples // chunk_length)).sum() != chunks or (samples < chunk_length).any():
         raise UserError(
-            f"{os.path.join(folder, RECORDINGS_FILE)!r} does not add up to the "
+            f"{path_of(folder, RECORDINGS_FILE)!r} does not add up to the "
             f"{chunks} chunks of the meta file; rerun preprocess.py"
         )
     return samples
@@ -118,4 +267,138 @@ def load_recordings(folder, meta):
 
 def open_codes(folder, chunks, chunk_length):
     """uint8 (chunks, chunk_length): the codes of `folder`, memory-mapped (read only), one chunk per row."""
-    return load_array(folder, CODES_FILE, (chunks, chunk_length), mmap_mode="r")
+    return load_array(folder, CODES_FILE, (chunks, chunk_length), "uint8", mmap_mode="r")
+
+
+def check_codes(path, codes, levels):
+    """UserError if uint8 codes (N, L) of file `path` hold a value >= levels; True if every row was checked.
+
+    A full scan of gigabytes at every start would cost more than the training step it protects, so
+    codes over FULL_SCAN_BYTES are checked in CHECKED_ROWS rows spread over them here (False
+    returned), and AudioWindows checks each window as it reads it (check_window).
+    """
+    if levels >= MAX_LEVELS:
+        return True  # every uint8 is a code
+    whole = codes.nbytes <= FULL_SCAN_BYTES
+    rows = codes if whole else codes[np.linspace(0, len(codes) - 1, CHECKED_ROWS).astype(int)]
+    check_window(path, rows, levels)
+    return whole
+
+
+def check_window(path, codes, levels):
+    """UserError if uint8 `codes` (any shape) read from file `path` hold a value >= levels."""
+    if codes.size and codes.max() >= levels:
+        raise UserError(
+            f"{path!r} holds code {codes.max()}, but its meta file says {levels} mu-law levels (codes "
+            f"0..{levels - 1}); rerun preprocess.py"
+        )
+
+
+# The writer's side of the commit. Each step that changes the folder is one of the three functions
+# below, so that a test can stop the process at every one of them.
+
+
+def _rename(source, target):
+    os.rename(source, target)
+
+
+def _sync_folder(folder):
+    """fsync a folder, which makes the renames in it durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_staging(folder):
+    """Create and return this process's staging folder in output folder `folder` (see the module docstring)."""
+    staging = os.path.join(folder, f".{PREFIX}staging.{os.getpid()}.tmp")
+    _remove_tree(staging)  # left by an earlier process of the same pid, which is gone
+    os.mkdir(staging)
+    return staging
+
+
+def discard(staging):
+    """Remove a staging folder that will not be committed."""
+    _remove_tree(staging)
+
+
+def commit(folder, staging):
+    """Commit the four files in `staging` (each written and fsynced) as the output of `folder`, as a whole."""
+    _sync_folder(staging)
+    finish_commit(folder)  # an interrupted commit's journal would block the rename
+    _rename(staging, os.path.join(folder, JOURNAL))  # the commit: from here on the new output is read
+    _sync_folder(folder)
+    finish_commit(folder)
+
+
+def finish_commit(folder):
+    """Move the files of a commit's journal into `folder`, meta last, and remove it; nothing if none."""
+    journal = os.path.join(folder, JOURNAL)
+    if not os.path.isdir(journal):
+        return
+    for name in OUTPUT_FILES:
+        if os.path.exists(os.path.join(journal, name)):
+            _rename(os.path.join(journal, name), os.path.join(folder, name))
+    _sync_folder(folder)
+    _remove_tree(journal)
+
+
+def remove_stale(folder):
+    """Finish an interrupted commit in `folder` and remove what killed preprocess runs left there.
+
+    Only this module's names: staging folders whose process is gone, and the temporary files that
+    earlier versions wrote beside the output (.vctk_codes.npy.<random>.tmp) that no process holds
+    open. Returns the names removed.
+    """
+    finish_commit(folder)
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        staging = STAGING.fullmatch(name)
+        if staging and not process_alive(int(staging.group(1))):
+            _remove_tree(path)
+        elif OLD_TEMPORARY.fullmatch(name) and os.path.isfile(path) and held_open(path) is False:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def process_alive(pid):
+    """Whether process `pid` exists (this process counts as gone: its staging folder is made afresh)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie writes nothing more
+    except OSError:
+        return True
+
+
+def held_open(path):
+    """Whether a process of this user holds file `path` open (Linux /proc); None where that can't be told."""
+    if not os.path.isdir("/proc/self/fd"):
+        return None
+    target = os.path.realpath(path)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            fds = os.listdir(f"/proc/{pid}/fd")
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                        return True
+    return False

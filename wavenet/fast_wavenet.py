@@ -10,6 +10,7 @@ residual and skip, then the head and inverse-CDF sampling as in
 forward pass within 1e-4.
 """
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -17,6 +18,14 @@ import numba
 import numpy as np
 import torch
 from numba import njit
+
+# The kernel has no prange: it runs on its own thread pool (`run`) and asks numba only for a thread
+# count. Asking launches numba's threading layer, whose default "omp" loads the system libgomp beside
+# torch's own OpenMP runtime; with both in one process every later torch op runs 5-40x slower.
+# "workqueue" is numba's own pool, with no OpenMP. Set before any numba pool starts; a layer the user
+# picks with NUMBA_THREADING_LAYER is kept.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 # Eigen's float32 tanh: an odd 13/6 rational minimax fit, |error| < 4e-7. It is
 # arithmetic only, so LLVM vectorises it (math.tanh is a scalar libm call).
@@ -255,6 +264,11 @@ def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, 
                 pending[ss] = code
 
 
+def default_threads():
+    """Threads `run` splits the streams over unless told: numba.get_num_threads(), which numba.set_num_threads sets."""
+    return numba.get_num_threads()
+
+
 def run(weights, rings, history, pending, t0, uniforms=None, temperature=1.0, forced=None, threads=None):
     """Advance B streams of a `pack`ed WaveNet by n steps, in place.
 
@@ -263,7 +277,7 @@ def run(weights, rings, history, pending, t0, uniforms=None, temperature=1.0, fo
     was filled. Either sample, with uniforms (n, B) float64 -> codes (B, n),
     or teacher-force codes forced (B, n) -> logits (B, n, levels) float32.
     Streams are split into `threads` groups run in parallel (default
-    numba.get_num_threads(), which numba.set_num_threads sets).
+    `default_threads()`).
     """
     B = len(pending)
     levels = weights.head2.shape[1]
@@ -277,7 +291,7 @@ def run(weights, rings, history, pending, t0, uniforms=None, temperature=1.0, fo
         uniforms = np.zeros((0, B))
         codes = np.empty((B, 0), np.int64)
         result = logits = np.empty((B, n, levels), np.float32)
-    threads = numba.get_num_threads() if threads is None else threads
+    threads = default_threads() if threads is None else threads
     bounds = np.linspace(0, B, min(threads, B) + 1).astype(int)
     args = (t0, float(temperature), uniforms, forced, pending, codes, logits, history, rings, weights)
     if len(bounds) == 2:

@@ -7,9 +7,11 @@ original did.
 """
 
 import gzip
+import math
 import os
 import pickle
 import shutil
+import struct
 
 import numpy as np
 import torch
@@ -33,21 +35,47 @@ def dequantize(q, levels):
     return q.float() / (levels - 1)
 
 
+IMAGE_SHAPES = {"mnist": (3, 28, 28), "cifar": (3, 32, 32), "digits": (3, 8, 8)}  # (C, H, W) as load_images gives them
+
+
+def image_shape(name):
+    """(C, H, W) of data set `name`'s images as load_images returns them (grey tiled to RGB), before loading it."""
+    if name not in IMAGE_SHAPES:
+        raise UserError(f"--dataset {name!r} is unknown; choose one of {', '.join(DATASETS)}")
+    return IMAGE_SHAPES[name]
+
+
 def load_images(name, root, train, levels):
     """One split of a data set as a TensorDataset of (levels uint8 [C, H, W], label long).
 
     name: 'mnist', 'cifar' or 'digits'; root: where torchvision keeps downloads.
     """
     loaders = {"mnist": load_mnist, "cifar": load_cifar, "digits": load_digits}
-    if name not in loaders:
-        raise UserError(f"--dataset {name!r} is unknown; choose one of {', '.join(DATASETS)}")
+    image_shape(name)  # UserError for an unknown name
     if not 2 <= levels <= 256:
         raise UserError(f"--levels {levels}: pick a number of levels from 2 to 256")
     pixels, labels = loaders[name](root, train)  # uint8 (N, C, H, W), (N,)
-    if pixels.shape[1] == 1:
-        pixels = pixels.expand(-1, 3, -1, -1)  # grey -> RGB, as the original
-    q = quantize(pixels, levels).to(torch.uint8).contiguous()
+    q = quantize_images(pixels, levels)
+    if q.shape[1] == 1:
+        # grey -> RGB, as the original; a view, so the three channels share one copy of the values
+        q = q.expand(-1, 3, -1, -1)
     return TensorDataset(q, labels.long())
+
+
+QUANTIZE_CHUNK = 1024  # images quantised at once: quantize's int64 temporaries of 1024 CIFAR images are 25 MB each
+
+
+def quantize_images(pixels, levels):
+    """quantize() over a whole set, uint8 (N, C, H, W) -> uint8 levels (N, C, H, W), a chunk of images at a time.
+
+    quantize works in int64, 8 bytes per value: on the whole of CIFAR-10 at once that is 1.2 GB, and
+    MNIST tiled to RGB first was 1.1 GB per temporary. In chunks, and before grey is tiled to RGB, the
+    temporaries stay small; the values are quantize's own.
+    """
+    q = torch.empty(pixels.shape, dtype=torch.uint8)
+    for start in range(0, len(pixels), QUANTIZE_CHUNK):
+        q[start : start + QUANTIZE_CHUNK] = quantize(pixels[start : start + QUANTIZE_CHUNK], levels)
+    return q
 
 
 def load_digits(_root, train):
@@ -71,15 +99,21 @@ def offline_error(name, folder, files):
 
 
 def load_mnist(root, train):
-    """MNIST through torchvision (downloads into root/MNIST/raw when missing)."""
-    import torchvision  # here, not at the top: only MNIST and CIFAR-10 need it, and it loads slowly
-
+    """MNIST's IDX files in root/MNIST/raw, downloaded there through torchvision when missing."""
     raw = os.path.join(root, "MNIST", "raw")
     for name in MNIST_FILES:  # torchvision reads extracted IDX files; accept the .gz downloads too
         path = os.path.join(raw, name)
         if not os.path.exists(path) and os.path.exists(path + ".gz"):
             with gzip.open(path + ".gz", "rb") as src, open(path, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+    if all(os.path.exists(os.path.join(raw, name)) for name in MNIST_FILES):
+        # what torchvision.datasets.MNIST would read, without importing torchvision (2.2 s and
+        # 160 MB of memory) and without its copies of the images
+        split = "train" if train else "t10k"
+        images = read_idx(os.path.join(raw, f"{split}-images-idx3-ubyte"), 3)
+        return images[:, None], read_idx(os.path.join(raw, f"{split}-labels-idx1-ubyte"), 1).long()
+    import torchvision  # here, not at the top: only downloads need it, and it loads slowly
+
     try:
         data = torchvision.datasets.MNIST(root=root, train=train, download=True)
     except PermissionError:
@@ -87,6 +121,23 @@ def load_mnist(root, train):
     except (OSError, RuntimeError):  # torchvision raises RuntimeError once every mirror failed
         raise offline_error("MNIST", raw, ", ".join(MNIST_FILES) + " (or their .gz)") from None
     return data.data[:, None], data.targets
+
+
+def read_idx(path, dims):
+    """An IDX file of unsigned bytes with `dims` dimensions (MNIST's format) -> uint8 tensor of its shape."""
+    header = 4 + 4 * dims  # magic 0, 0, type 0x08 (unsigned byte), dims; then each size, big-endian uint32
+    with open(path, "rb") as f:
+        head = f.read(header)
+        shape = struct.unpack(f">{dims}I", head[4:]) if len(head) == header else ()
+        if head[:4] != bytes((0, 0, 0x08, dims)) or len(shape) != dims:
+            raise UserError(f"{path!r} is not an MNIST IDX file; delete it so that it is downloaded again")
+        values = np.fromfile(f, np.uint8)
+    if values.size != math.prod(shape):
+        raise UserError(
+            f"{path!r} holds {values.size:,} values, its header promises {math.prod(shape):,} (a download cut "
+            "short?); delete it so that it is downloaded again"
+        )
+    return torch.from_numpy(values.reshape(shape))
 
 
 class ArrayUnpickler(pickle.Unpickler):

@@ -25,7 +25,7 @@ class Settings:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     clip: float = 1.0
-    snapshot_every: int = 0  # iterations between trainer snapshots; 0 = once per epoch
+    snapshot_every: int = 0  # iterations between trainer snapshots besides the one at each epoch end; 0: none
     log_every: int = 0  # iterations between extra log records (with --stats); 0 = per epoch
     stats: bool = False
     seed: int = 0

@@ -24,9 +24,9 @@ import itertools
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from .layers import gated_activation
+from .report import bar
 from .sampling import inference, inverse_cdf_sample
 
 METHODS = ("cached", "naive")
@@ -104,7 +104,7 @@ def _naive_loop(model, x, label, choose, progress, stop_after):
     B, C, H, W = x.shape
     order = itertools.product(range(H), range(W), range(C))  # raster, then R -> G -> B
     total = C * H * W if stop_after is None else min(stop_after, C * H * W)
-    for i, j, c in tqdm(
+    for i, j, c in bar(
         itertools.islice(order, total), total=total, disable=not progress, desc="sampling (naive)", unit="sub-pixel"
     ):
         x[:, c, i, j] = choose(model(x, label)[:, :, c, i, j], (c, i, j))
@@ -115,7 +115,7 @@ def _cached_loop(model, x, label, choose, progress, stop_after):
     B, C, H, W = x.shape
     stacks = CachedStacks(model, label, B, W)
     steps = 0
-    for i in tqdm(range(H), disable=not progress, desc="sampling (cached)", unit="row"):
+    for i in bar(range(H), disable=not progress, desc="sampling (cached)", unit="row"):
         for j in range(W):
             for c in range(C):
                 if steps == stop_after:

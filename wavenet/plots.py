@@ -6,10 +6,20 @@ import re
 import matplotlib
 import numpy as np
 
+from .files import atomic_write
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 MIN_SPECTROGRAM = 16  # samples; a shorter signal gets its waveform and a note in place of the spectrogram
+
+
+def save_png(fig, path, dpi):
+    """Write `fig` to `path` as a PNG, atomically, and close it; a full disk gives files.WriteError."""
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
 
 
 def plot_losses(history, path):
@@ -26,8 +36,7 @@ def plot_losses(history, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
 
 
 def plot_audio(samples, rate, path):
@@ -49,8 +58,7 @@ def plot_audio(samples, rate, path):
         spec.set_yticks([])
     spec.set_xlabel("time (s)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
 
 
 def recorded_parameters(history, which="data", pattern=""):
@@ -95,6 +103,5 @@ def plot_layer_stats(history, path, which="data", pattern=""):
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_png(fig, path, dpi=80)
     return len(names)

@@ -2,7 +2,8 @@
 
 The folder holds log.json and loss.png (rewritten after every record), the model snapshots
 <prefix><N> written when the validation nll improves, and the newest trainer snapshot
-snapshot_iter_<N> (older ones are removed once a newer one is complete).
+snapshot_iter_<N> (older ones are removed once a newer one is complete); while a script's run writes
+it, also files.LOCK_FILE (see files.folder_lock), which is no part of the run.
 """
 
 import glob

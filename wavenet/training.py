@@ -146,7 +146,9 @@ class Trainer:
                 bar.set_postfix(bpd=f"{bits_per_dim(nll_sum, items, dims):.3f}", refresh=False)
                 if s.log_every and st.iteration % s.log_every == 0:
                     self.record(train_bits_per_dim=bits_per_dim(*self.group.all_sum(nll_sum, items), dims))
-                if s.snapshot_every and st.iteration % s.snapshot_every == 0:
+                    self.write_log()
+                # (the epoch's last step is left to end_epoch, which snapshots that iteration anyway)
+                if s.snapshot_every and st.iteration % s.snapshot_every == 0 and st.batch_in_epoch < total:
                     self.save_trainer_snapshot()
                 # Ctrl-C reaches the ranks at different steps: all stop at the first step any saw it
                 if self.group.any(self.interrupted):
@@ -188,7 +190,13 @@ class Trainer:
         return nll_sum, items
 
     def end_epoch(self, elapsed):
-        """Evaluate, record the epoch, write a model snapshot if validation improved, snapshot the trainer."""
+        """Evaluate and record the epoch, then write its snapshots, and only then the log.
+
+        The model snapshot (if validation improved) and the trainer snapshot come first, log.json and
+        loss.png last, so that the log never lists an epoch whose weights are not on disk: a snapshot
+        that fails (a full disk) leaves the log as it was, and a resume redoes that epoch. For the same
+        reason every epoch ends with a trainer snapshot, with --snapshot_every too.
+        """
         st, dims = self.state, self.task.dims
         train_sum, train_items, val_sum, val_items = self.group.all_sum(
             st.train_nll_sum, st.train_items, *self.evaluate()
@@ -203,12 +211,11 @@ class Trainer:
             tqdm.write(table_row(st.history[-1]))
             if improved:
                 self.folder.save_model_snapshot(checkpoint.model_snapshot(self.model, self.task.meta), st.iteration)
-        if not self.settings.snapshot_every or st.epoch == self.settings.epoch:
-            self.save_trainer_snapshot()  # and always at the end, to go on with a larger --epoch
+        self.save_trainer_snapshot()
+        self.write_log()
 
     def record(self, **values):
-        """Append a log record: epoch, iteration, `values`, time, learning rate and --stats (the main process
-        writes the log)."""
+        """Append a log record to the history: epoch, iteration, `values`, time, learning rate and --stats."""
         st = self.state
         record = dict(
             epoch=st.epoch,
@@ -221,6 +228,9 @@ class Trainer:
             # weights after the last step, gradients of the last step (cleared only by the next one)
             record["stats"] = layer_statistics(self.model)
         self.state.history.append(record)
+
+    def write_log(self):
+        """Rewrite log.json and loss.png with the history so far (the main process)."""
         if self.group.is_main:
             self.folder.write_log(self.state.history)
 

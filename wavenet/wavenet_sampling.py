@@ -20,9 +20,10 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from . import estimates
 from .layers import causal_inputs
+from .report import bar
 from .sampling import inference, pick
 
 try:
@@ -57,13 +58,13 @@ def generate(
     out = [torch.empty(count, 0, dtype=torch.long, device=device)]
     with (
         inference(model),
-        tqdm(total=length, disable=not progress, desc=f"sampling ({session_type.name})", unit="sample") as bar,
+        bar(total=length, disable=not progress, desc=f"sampling ({session_type.name})", unit="sample") as shown,
     ):
         session = session_type(model, prime, speaker)
         for start in range(0, length, session.steps_per_call):
             n = min(session.steps_per_call, length - start)
             out.append(session.sample(n, temperature, generator))
-            bar.update(n)
+            shown.update(n)
     return torch.cat(out, 1)
 
 
@@ -223,15 +224,30 @@ class Compiled(_Session):
 SESSIONS = {"naive": FullForward, "torch": Cached, "numba": Compiled}
 
 
-def _session_type(method, device):
+def resolve_method(method, device):
+    """The path `generate` takes for `method` on `device`: "numba", "torch" or "naive" ("auto": numba on
+    the CPU where it is installed, else torch; "numba" without numba falls back to torch)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "auto":
         method = "numba" if fast_wavenet is not None and device.type == "cpu" else "torch"
-    if method == "numba" and fast_wavenet is None:
+    return "torch" if method == "numba" and fast_wavenet is None else method
+
+
+def estimated_seconds(model, count, length, method="auto"):
+    """About how long generate(model, count, length, method=method) takes, before it runs
+    (estimates.generation_seconds, with the kernel's thread count)."""
+    device = next(model.parameters()).device
+    path = resolve_method(method, device)
+    threads = fast_wavenet.default_threads() if path == "numba" else 1
+    return estimates.generation_seconds(model.config, count, length, path, threads)
+
+
+def _session_type(method, device):
+    path = resolve_method(method, device)
+    if method == "numba" and path != "numba":
         warnings.warn("numba is not installed: generating with the cached torch path instead")
-        method = "torch"
-    return SESSIONS[method]
+    return SESSIONS[path]
 
 
 def _as_prime(model, prime, count, device):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .corpus import MAX_LEVELS, has_meta, open_codes, read_folder
+from .corpus import CODES_FILE, MAX_LEVELS, check_window, has_meta, open_codes, path_of, read_folder
 from .errors import UserError
 from .legacy_corpus import read_legacy
 
@@ -75,6 +75,7 @@ class AudioWindows(Dataset):
         self.speakers = stored.speakers
         self.receptive_field = stored.receptive_field
         self.chunk_speakers = stored.chunk_speakers  # (N,)
+        self.codes_checked = stored.codes_checked  # False: check each window for codes >= levels as it is read
         self.recording_samples = stored.recording_samples  # (F,)
         R = self.receptive_field
         # target_length <= 0 where the chunks are no longer than R: nothing to score (see target_length_for)
@@ -123,6 +124,8 @@ class AudioWindows(Dataset):
         row, offset = divmod(int(self.starts[i]), self.chunk_length)
         # a window spans at most two chunks of its recording, which lie back to back
         codes = self.codes[row : row + 2].reshape(-1)[offset : offset + self.chunk_length]
+        if not self.codes_checked:  # too large to scan at opening (corpus.check_codes); a pass over one window
+            check_window(path_of(self.folder, CODES_FILE), codes, self.levels)
         return torch.from_numpy(codes.astype(np.int64)), torch.tensor(self.speaker_ids[i])
 
     def __getstate__(self):
