@@ -4,7 +4,7 @@ import argparse
 
 import torch
 
-from wavenet import checkpoint, cli, estimates, limits
+from wavenet import argtypes, checkpoint, cli, estimates, limits
 from wavenet.errors import UserError
 from wavenet.image_grid import check_output, save_grid
 from wavenet.pixelcnn_sampling import sample_images
@@ -17,14 +17,14 @@ def parse_args(argv=None):
         formatter_class=cli.HelpFormatter,
     )
     cli.add_sampling_flags(parser, "GatedPixelCNN")
-    parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, help="Number of hidden dimensions")
+    parser.add_argument("--hidden_dim", "-d", type=argtypes.positive_int, help="Number of hidden dimensions")
     parser.add_argument(
-        "--out_hidden_dim", type=cli.positive_int, help="Number of hidden dimensions of the output layer"
+        "--out_hidden_dim", type=argtypes.positive_int, help="Number of hidden dimensions of the output layer"
     )
     parser.add_argument(
-        "--blocks_num", "-n", type=cli.non_negative_int, help="Number of layers (gated blocks after the first)"
+        "--blocks_num", "-n", type=argtypes.non_negative_int, help="Number of layers (gated blocks after the first)"
     )
-    parser.add_argument("--levels", type=cli.positive_int, help="Level number to quantisize pixel values")
+    parser.add_argument("--levels", type=argtypes.positive_int, help="Level number to quantisize pixel values")
     parser.add_argument(
         "--output",
         "-o",
@@ -32,19 +32,25 @@ def parse_args(argv=None):
         help="Output filename; its extension picks the format (.jpg, .png, ...)",
     )
     parser.add_argument(
-        "--label", "-l", type=cli.class_label, help="Class label to generate (default: row r of the grid gets label r)"
+        "--label",
+        "-l",
+        type=argtypes.class_label,
+        help="Class label to generate (default: row r of the grid gets label r)",
     )
     parser.add_argument(
         "--count",
         "-c",
-        type=cli.positive_int,
+        type=argtypes.positive_int,
         default=10,
         help="Number of images to generate (would be squared: so for 10 it would generate 100)",
     )
-    parser.add_argument("--height", type=cli.positive_int, help="Output image height (default: training height)")
-    parser.add_argument("--width", type=cli.positive_int, help="Output image width (default: training width)")
+    parser.add_argument("--height", type=argtypes.positive_int, help="Output image height (default: training height)")
+    parser.add_argument("--width", type=argtypes.positive_int, help="Output image width (default: training width)")
     parser.add_argument(
-        "--seed", type=cli.seed, default=0, help=f"Random seed, 0..{cli.SEED_MAX}: the same seed gives the same images"
+        "--seed",
+        type=argtypes.seed,
+        default=0,
+        help=f"Random seed, 0..{argtypes.SEED_MAX}: the same seed gives the same images",
     )
     parser.add_argument(
         "--method",

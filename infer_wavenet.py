@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from wavenet import checkpoint, cli, estimates, limits
+from wavenet import argtypes, checkpoint, cli, estimates, limits
 from wavenet.audio import load_audio, mu_law_decode, mu_law_encode, write_wav
 from wavenet.errors import UserError
 from wavenet.files import writable_folder
@@ -21,22 +21,25 @@ def parse_args(argv=None):
         formatter_class=cli.HelpFormatter,
     )
     cli.add_sampling_flags(parser, "WaveNet")
-    parser.add_argument("--hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
-    parser.add_argument("--out_hidden_dim", type=cli.positive_int, help="Number of hidden dimensions")
-    parser.add_argument("--stacks_num", "-s", type=cli.positive_int, help="Number of stacks")
-    parser.add_argument("--layers_num", "-l", type=cli.positive_int, help="Number of layers per stack")
-    parser.add_argument("--levels", type=cli.positive_int, help="Level number to quantisize values")
+    parser.add_argument("--hidden_dim", type=argtypes.positive_int, help="Number of hidden dimensions")
+    parser.add_argument("--out_hidden_dim", type=argtypes.positive_int, help="Number of hidden dimensions")
+    parser.add_argument("--stacks_num", "-s", type=argtypes.positive_int, help="Number of stacks")
+    parser.add_argument("--layers_num", "-l", type=argtypes.positive_int, help="Number of layers per stack")
+    parser.add_argument("--levels", type=argtypes.positive_int, help="Level number to quantisize values")
     parser.add_argument("--output", "-o", default="samples", help="Output sample directory")
     parser.add_argument("--label", help="Speaker to generate: an index or a name such as p225")
-    parser.add_argument("--count", "-c", type=cli.positive_int, default=10, help="Number of samples to generate")
-    parser.add_argument("--rate", type=cli.positive_int, help="Sample rate in Hz (must match the snapshot)")
-    parser.add_argument("--length", type=cli.positive_int, default=4096, help="Output sample length")
+    parser.add_argument("--count", "-c", type=argtypes.positive_int, default=10, help="Number of samples to generate")
+    parser.add_argument("--rate", type=argtypes.positive_int, help="Sample rate in Hz (must match the snapshot)")
+    parser.add_argument("--length", type=argtypes.positive_int, default=4096, help="Output sample length")
     parser.add_argument(
-        "--seed", type=cli.seed, default=0, help=f"Random seed, 0..{cli.SEED_MAX}: the same seed gives the same audio"
+        "--seed",
+        type=argtypes.seed,
+        default=0,
+        help=f"Random seed, 0..{argtypes.SEED_MAX}: the same seed gives the same audio",
     )
     parser.add_argument(
         "--temperature",
-        type=cli.temperature,
+        type=argtypes.temperature,
         default=1.0,
         help="Softmax temperature, a finite number >= 0; below 1 is more conservative, 0 always picks the likeliest",
     )
@@ -66,7 +69,7 @@ def speaker_index(label, speakers, model):
         return 0
     if label in names:
         return names.index(label)
-    if cli.is_integer(label) and 0 <= int(label) < model.num_speakers:
+    if argtypes.is_integer(label) and 0 <= int(label) < model.num_speakers:
         return int(label)
     raise UserError(
         f"--label {label} is not a speaker of this model: use 0..{model.num_speakers - 1} or one of {', '.join(names)}"

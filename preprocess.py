@@ -9,7 +9,7 @@ target sample sees a full receptive field of real audio.
 import argparse
 import os
 
-from wavenet import cli, corpus, receptive_field
+from wavenet import argtypes, cli, corpus, receptive_field
 from wavenet.audio import printable
 from wavenet.files import writable_folder
 from wavenet.preprocessing import preprocess
@@ -30,34 +30,40 @@ def main(argv=None):
         "--output", default=os.path.join("data", "vctk"), help="Folder for the vctk_* files (created if missing)"
     )
     parser.add_argument(
-        "--workers", type=cli.positive_int, default=os.cpu_count() or 1, help="Processes decoding and resampling files"
+        "--workers",
+        type=argtypes.positive_int,
+        default=os.cpu_count() or 1,
+        help="Processes decoding and resampling files",
     )
     parser.add_argument(
-        "--rate", type=cli.positive_int, default=16000, help="Sample rate to resample to (Hz, 1000..384000)"
+        "--rate", type=argtypes.positive_int, default=16000, help="Sample rate to resample to (Hz, 1000..384000)"
     )
     parser.add_argument(
         "--stacks_num",
-        type=cli.positive_int,
+        type=argtypes.positive_int,
         default=5,
         help="Number of stacks of the WaveNet to train (sets the receptive field)",
     )
     parser.add_argument(
         "--layers_num",
-        type=cli.positive_int,
+        type=argtypes.positive_int,
         default=10,
         help="Number of layers per stack of the WaveNet to train (sets the receptive field)",
     )
     parser.add_argument(
         "--target_length",
-        type=cli.positive_int,
+        type=argtypes.positive_int,
         default=1600,
         help="Predicted samples per chunk, after its receptive field",
     )
     parser.add_argument(
-        "--flush_every", type=cli.positive_int, default=100, help="Chunks buffered in memory between writes"
+        "--flush_every", type=argtypes.positive_int, default=100, help="Chunks buffered in memory between writes"
     )
     parser.add_argument(
-        "--levels", type=cli.mu_law_levels, default=256, help="Number of mu-law levels (2..256; one byte per sample)"
+        "--levels",
+        type=argtypes.mu_law_levels,
+        default=256,
+        help="Number of mu-law levels (2..256; one byte per sample)",
     )
     args = parser.parse_args(argv)
 

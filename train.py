@@ -3,7 +3,7 @@
 import argparse
 import dataclasses
 
-from wavenet import GatedPixelCNN, cli, limits
+from wavenet import GatedPixelCNN, argtypes, cli, limits
 from wavenet.files import writable_folder
 from wavenet.image_data import DATASETS, image_shape, load_images
 from wavenet.launch import train
@@ -20,17 +20,19 @@ def parse_args(argv=None):
         clip_help="Bound for gradient hard "
         "clipping (L2 norm of all gradients; 0: no clipping); --clip is the same flag",
     )
-    parser.add_argument("--hidden_dim", "-d", type=cli.positive_int, default=128, help="Number of hidden dimensions")
+    parser.add_argument(
+        "--hidden_dim", "-d", type=argtypes.positive_int, default=128, help="Number of hidden dimensions"
+    )
     parser.add_argument(
         "--out_hidden_dim",
-        type=cli.positive_int,
+        type=argtypes.positive_int,
         default=16,
         help="Number of hidden dimensions of the output 1x1 layer",
     )
     parser.add_argument(
         "--blocks_num",
         "-n",
-        type=cli.non_negative_int,
+        type=argtypes.non_negative_int,
         default=15,
         help="Number of gated residual blocks after the first 7x7 block",
     )

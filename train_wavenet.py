@@ -3,7 +3,7 @@
 import argparse
 import dataclasses
 
-from wavenet import WaveNet, cli, limits
+from wavenet import WaveNet, argtypes, cli, limits
 from wavenet.errors import UserError
 from wavenet.files import writable_folder
 from wavenet.launch import train
@@ -21,22 +21,25 @@ def parse_args(argv=None):
     cli.add_training_flags(parser)
     parser.add_argument("--data", "-d", default="data/vctk", help="Input data directory (from preprocess.py)")
     parser.add_argument(
-        "--hidden_dim", type=cli.positive_int, default=32, help="Number of hidden dimensions (residual channels)"
+        "--hidden_dim", type=argtypes.positive_int, default=32, help="Number of hidden dimensions (residual channels)"
     )
     parser.add_argument(
         "--out_hidden_dim",
-        type=cli.positive_int,
+        type=argtypes.positive_int,
         default=32,
         help="Number of hidden dimensions (skip channels and output layer)",
     )
-    parser.add_argument("--stacks_num", "-s", type=cli.positive_int, default=5, help="Number of stacks")
-    parser.add_argument("--layers_num", "-l", type=cli.positive_int, default=10, help="Number of layers per stack")
+    parser.add_argument("--stacks_num", "-s", type=argtypes.positive_int, default=5, help="Number of stacks")
+    parser.add_argument("--layers_num", "-l", type=argtypes.positive_int, default=10, help="Number of layers per stack")
     parser.add_argument(
-        "--levels", type=cli.mu_law_levels, default=256, help="Level number to quantisize values (must match the data)"
+        "--levels",
+        type=argtypes.mu_law_levels,
+        default=256,
+        help="Level number to quantisize values (must match the data)",
     )
     parser.add_argument(
         "--val_fraction",
-        type=cli.fraction,
+        type=argtypes.fraction,
         default=0.05,
         help="Share of the windows held out for validation, as whole recordings (every "
         "speaker keeps one for training); with one recording, a share of its windows",

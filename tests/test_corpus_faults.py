@@ -18,7 +18,7 @@ import soundfile as sf
 from conftest import ROOT
 from helpers import LAYERS, RATE, STACKS, TARGET, TINY_WAVENET, assert_one_line_error, write_tone
 
-from wavenet import corpus, files, receptive_field
+from wavenet import corpus, corpus_commit, files, receptive_field
 from wavenet.audio import ImplausibleRate, load_audio
 from wavenet.errors import UserError
 from wavenet.preprocessing import preprocess
@@ -37,7 +37,7 @@ PRE_FLAGS += ["--target_length", str(TARGET)]
 KILL_AT_EVERY_STEP = """
 import json, os, signal, sys
 import preprocess
-from wavenet import cli, corpus
+from wavenet import cli, corpus_commit
 from wavenet.audio import load_audio
 folders, warm_up, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
 load_audio(warm_up, 12345)  # resampling's lazy imports, once for all children
@@ -52,12 +52,12 @@ def stopping(real, k, steps, committing):
 def child(k):
     steps, committing = [], []
     for name in ("_rename", "_sync_folder", "_remove_tree"):
-        setattr(corpus, name, stopping(getattr(corpus, name), k, steps, committing))
-    real_commit = corpus.commit
+        setattr(corpus_commit, name, stopping(getattr(corpus_commit, name), k, steps, committing))
+    real_commit = corpus_commit.commit
     def commit(*args):
         committing.append(True)
         real_commit(*args)
-    corpus.commit = commit
+    corpus_commit.commit = commit
     sys.argv = ["preprocess.py", "--output", folders.format(k), *argv]
     try:
         cli.run(preprocess.main)
@@ -80,13 +80,13 @@ print(json.dumps(outcomes))
 # preprocess.py whose decoding workers each say they started (a file named by their pid) and hang
 STALLING_WORKERS = """
 import os, runpy, sys, time
-import wavenet.preprocessing as preprocessing
+import wavenet.decoding as decoding
 flags = sys.argv.pop()
 def chunk_file(*args, **kwargs):
     open(os.path.join(flags, str(os.getpid())), "w").close()
     time.sleep(600)
-chunk_file.__module__, chunk_file.__qualname__ = "wavenet.preprocessing", "chunk_file"  # pickled by name
-preprocessing.chunk_file = chunk_file
+chunk_file.__module__, chunk_file.__qualname__ = "wavenet.decoding", "chunk_file"  # pickled by name
+decoding.chunk_file = chunk_file
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -233,7 +233,7 @@ def test_workers_end_when_preprocess_is_killed_and_the_next_run_cleans_up(tones,
         os.kill(pid, signal.SIGKILL)
     assert not survivors, "workers outlived the preprocess that was killed"
     left = listing(out)
-    assert len(left) == 1 and corpus.STAGING.fullmatch(left[0]), left  # the killed run's staging folder
+    assert len(left) == 1 and corpus_commit.STAGING.fullmatch(left[0]), left  # the killed run's staging folder
     with caplog.at_level(logging.WARNING):
         preprocess(str(tones), str(out), RATE, CHUNK, receptive_field=FIELD)
     assert listing(out) == sorted(FILES)

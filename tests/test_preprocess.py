@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from helpers import ROOT, SHARED_DATA, assert_one_line_error, write_tone
 
-from wavenet import preprocessing, receptive_field
+from wavenet import decoding, receptive_field
 from wavenet.audio import load_audio, mu_law_decode, mu_law_encode
 from wavenet.errors import UserError
 from wavenet.preprocessing import preprocess
@@ -101,7 +101,7 @@ def test_an_unexpected_error_in_a_worker_surfaces(vctk, tmp_path, monkeypatch):
     def broken(path, rate):
         raise RuntimeError(f"bug while reading {path}")
 
-    monkeypatch.setattr(preprocessing, "load_audio", broken)
+    monkeypatch.setattr(decoding, "load_audio", broken)
     with pytest.raises(RuntimeError, match="bug while reading"):
         preprocess(str(vctk), str(tmp_path / "out"), RATE, CHUNK, workers=2)
     assert os.listdir(tmp_path / "out") == []

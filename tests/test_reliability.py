@@ -61,16 +61,16 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 # preprocess.py that hangs once it starts on the second file, after saying so: interrupted mid-write
 STALLING_DECODE = """
 import runpy, sys, time
-import wavenet.preprocessing as preprocessing
+import wavenet.decoding as decoding
 flag = sys.argv.pop()
-real_chunk_file, calls = preprocessing.chunk_file, []
+real_chunk_file, calls = decoding.chunk_file, []
 def stalling_chunk_file(*args, **kwargs):
     if calls:
         open(flag, "w").close()
         time.sleep(600)
     calls.append(args)
     return real_chunk_file(*args, **kwargs)
-preprocessing.chunk_file = stalling_chunk_file
+decoding.chunk_file = stalling_chunk_file
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

@@ -60,9 +60,9 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 # preprocess.py that stops once it starts on the second file, says so (argv[-2]) and waits for argv[-1]
 WAITING_DECODE = """
 import os, runpy, sys, time
-import wavenet.preprocessing as preprocessing
+import wavenet.decoding as decoding
 go, flag = sys.argv.pop(), sys.argv.pop()
-real_chunk_file, calls = preprocessing.chunk_file, []
+real_chunk_file, calls = decoding.chunk_file, []
 def waiting_chunk_file(*args, **kwargs):
     if calls:
         open(flag, "w").close()
@@ -70,7 +70,7 @@ def waiting_chunk_file(*args, **kwargs):
             time.sleep(0.01)
     calls.append(args)
     return real_chunk_file(*args, **kwargs)
-preprocessing.chunk_file = waiting_chunk_file
+decoding.chunk_file = waiting_chunk_file
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

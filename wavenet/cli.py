@@ -2,7 +2,6 @@
 
 import argparse
 import dataclasses
-import math
 import os
 import signal
 import sys
@@ -10,8 +9,7 @@ import threading
 
 import torch
 
-from . import checkpoint
-from .corpus import MAX_LEVELS
+from . import argtypes, checkpoint
 from .distributed import environment
 from .errors import UserError
 from .files import removing_empty_on_failure
@@ -66,105 +64,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def positive_int(text):
-    """argparse type: an integer > 0."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or a positive integer, got {text}")
-    return value
-
-
-def positive_float(text):
-    """argparse type: a finite number > 0 (nan and inf are refused)."""
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def non_negative_float(text):
-    """argparse type: a finite number >= 0 (nan and inf are refused)."""
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be zero or a positive finite number, got {text}")
-    return value
-
-
-def temperature(text):
-    """argparse type for --temperature: a finite number >= 0 (0: always the likeliest value).
-
-    Raises UserError, which cli.run prints as `error: --temperature ...`: the message users and the
-    Troubleshooting table already know.
-    """
-    try:
-        return non_negative_float(text)
-    except argparse.ArgumentTypeError:
-        raise UserError(f"--temperature {float(text)}: pass 0 or a positive finite number") from None
-
-
-def fraction(text):
-    """argparse type: a number strictly between 0 and 1."""
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (both excluded), got {text}")
-    return value
-
-
-SEED_MAX = 2**32 - 1  # numpy's np.random.seed takes no more
-
-
-def seed(text):
-    """argparse type: a random seed, an integer 0 .. 2**32-1."""
-    value = int(text)
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_MAX}, got {text}")
-    return value
-
-
-def mu_law_levels(text):
-    """argparse type: a number of mu-law levels, 2..256 (each code is stored in one byte)."""
-    value = int(text)
-    if not 2 <= value <= MAX_LEVELS:
-        raise argparse.ArgumentTypeError(f"must be an integer from 2 to {MAX_LEVELS}, got {text}")
-    return value
-
-
-YES = ("1", "true", "yes", "on")
-NO = ("0", "false", "no", "off")
-
-
-def yes_no(text):
-    """argparse type: a yes/no word (1/0, true/false, yes/no, on/off, any case) -> bool."""
-    word = text.strip().lower()
-    if word in YES or word in NO:
-        return word in YES
-    raise argparse.ArgumentTypeError(f"must be one of {'/'.join(YES)} or {'/'.join(NO)}, got {text!r}")
-
-
-def is_integer(text):
-    """Whether int(text) reads `text` as a whole number: a sign and decimal digits, of any script ('٣' is 3).
-
-    str.isdigit would also pass superscripts and circled digits ('²', '①'), which int() refuses.
-    """
-    digits = text.strip().removeprefix("-").removeprefix("+")
-    return digits.isdecimal()
-
-
-def class_label(text):
-    """argparse type for infer.py's --label: a whole number (the script checks its range against the model)."""
-    if not is_integer(text):
-        raise argparse.ArgumentTypeError(f"must be a class number 0, 1, 2, ..., got {text!r}")
-    return int(text)
-
-
 def select_device(gpu):
     """--gpu N: cuda:N for N >= 0, the CPU for a negative N; UserError if that GPU is absent.
 
@@ -212,12 +111,16 @@ def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradie
     parser.add_argument(
         "--batchsize",
         "-b",
-        type=positive_int,
+        type=argtypes.positive_int,
         default=DEFAULTS.batchsize,
         help="Number of examples in each mini-batch (per process under torchrun)",
     )
     parser.add_argument(
-        "--epoch", "-e", type=positive_int, default=DEFAULTS.epoch, help="Number of sweeps over the dataset to train"
+        "--epoch",
+        "-e",
+        type=argtypes.positive_int,
+        default=DEFAULTS.epoch,
+        help="Number of sweeps over the dataset to train",
     )
     parser.add_argument(
         "--gpu",
@@ -237,17 +140,17 @@ def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradie
     parser.add_argument(
         *clip_flags,
         dest="clip",
-        type=non_negative_float,
+        type=argtypes.non_negative_float,
         default=DEFAULTS.clip,
         help=clip_help,
         metavar=clip_flags[0].lstrip("-").upper(),
     )  # not CLIP (the dest) for --gradclip
     parser.add_argument(
-        "--learning_rate", type=positive_float, default=DEFAULTS.learning_rate, help="Learning rate (Adam)"
+        "--learning_rate", type=argtypes.positive_float, default=DEFAULTS.learning_rate, help="Learning rate (Adam)"
     )
     parser.add_argument(
         "--weight_decay",
-        type=non_negative_float,
+        type=argtypes.non_negative_float,
         default=DEFAULTS.weight_decay,
         help="Weight decay rate (L2 regularization)",
     )
@@ -257,28 +160,31 @@ def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradie
         nargs="?",
         const=True,
         default=DEFAULTS.stats,
-        type=yes_no,
+        type=argtypes.yes_no,
         help="Collect layerwise statistics of weights and gradients into log.json "
         "(--stats alone or --stats 1/true/yes/on: on; --stats 0/false/no/off: off)",
     )
     parser.add_argument(
         "--snapshot_every",
-        type=non_negative_int,
+        type=argtypes.non_negative_int,
         default=DEFAULTS.snapshot_every,
         help="Iterations between trainer snapshots, besides the one at every epoch end (0: only those)",
     )
     parser.add_argument(
         "--log_every",
-        type=non_negative_int,
+        type=argtypes.non_negative_int,
         default=DEFAULTS.log_every,
         help="Iterations between extra log records (0: once per epoch)",
     )
     parser.add_argument(
-        "--seed", type=seed, default=DEFAULTS.seed, help=f"Random seed, 0..{SEED_MAX} (initialisation and data order)"
+        "--seed",
+        type=argtypes.seed,
+        default=DEFAULTS.seed,
+        help=f"Random seed, 0..{argtypes.SEED_MAX} (initialisation and data order)",
     )
     parser.add_argument(
         "--workers",
-        type=non_negative_int,
+        type=argtypes.non_negative_int,
         default=DEFAULTS.workers,
         help="DataLoader worker processes (0: load in the main process)",
     )

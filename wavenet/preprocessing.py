@@ -1,59 +1,35 @@
 """Building a corpus: audio files -> chunks of mu-law codes in a preprocessed folder (see corpus for its format).
 
-The four output files are staged and then committed as a whole (corpus.commit): a run killed at any
+The four output files are staged and then committed as a whole (corpus_commit.commit): a run killed at any
 moment leaves the previous output readable as it was, and the next run removes what it left behind.
 Decoding workers end with this process, even when it is killed (_exit_with_parent).
 """
 
-import ctypes
 import errno
 import json
 import logging
 import os
-import signal
-import sys
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
-from typing import NamedTuple
 
 import numpy as np
 
-from . import corpus
+from . import corpus, corpus_commit
 from .audio import (
-    AUDIO_EXTENSIONS,
     MAX_RATE,
     MIN_RATE,
-    AudioError,
-    ImplausibleRate,
-    load_audio,
-    mu_law_encode,
     printable,
 )
 from .corpus import CODES_FILE, FORMAT, MAX_LEVELS, META_FILE, RECORDINGS_FILE, SPEAKERS_FILE
+from .decoding import TOO_SHORT, decode_files
 from .errors import UserError
+from .recordings import find_audio, speaker_of
 from .report import bar as progress_bar
 
-TOO_SHORT = "shorter than one chunk"
 SHOW_UNREADABLE = 3  # unreadable files named in the summary line; the log names all of them
 # what a full, failing or read-only disk answers a write (other OSErrors, from decoding, pass through)
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
-PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a process gets when its parent dies
 
 log = logging.getLogger(__name__)
-
-
-class FileChunks(NamedTuple):
-    """What one audio file gives: codes uint8 (n, chunk_length) or None, its seconds, why it gave none,
-    and how many of its codes are real (lead-in included) before the silence that pads the last chunk."""
-
-    codes: np.ndarray | None
-    seconds: float
-    problem: str | None  # None, TOO_SHORT or the AudioError message
-    samples: int = 0
-    refused: str | None = None  # why its sample rate was refused (audio.rate_problem), if it was
 
 
 @dataclass
@@ -123,127 +99,6 @@ def format_duration(seconds):
     return f"{seconds / 3600:.2f} h" if seconds >= 36 else f"{seconds:.1f} s"
 
 
-def find_audio(data):
-    """Sorted paths of the .wav and .flac files under folder `data` (recursively), or `data` itself if a file.
-
-    Symbolic links are followed, but no folder is entered twice and no file is listed twice (a link
-    loop, two links to one place, hard links): one warning line says how many were skipped.
-    """
-    if os.path.isfile(data):
-        if not data.lower().endswith(AUDIO_EXTENSIONS):
-            raise UserError(f"{data!r} is not a .wav or .flac file; pass it or the folder holding such files")
-        return [data]
-    if not os.path.isdir(data):
-        raise UserError(f"data folder {data!r} not found; pass the folder holding the .wav/.flac files")
-    found, seen, again = [], set(), {"folder": [], "file": []}  # seen: (st_dev, st_ino) of both
-    folders = [data]
-    while folders:  # depth first, in name order: the same path of several is kept on every run
-        folder = folders.pop()
-        try:
-            status = os.stat(folder)
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except OSError:
-            continue  # unreadable or vanished, as os.walk skips it
-        if (status.st_dev, status.st_ino) in seen:
-            again["folder"].append(folder)
-            continue
-        seen.add((status.st_dev, status.st_ino))
-        subfolders = []
-        for entry in entries:
-            try:
-                if entry.is_dir():
-                    subfolders.append(entry.path)
-                    continue
-                status = entry.stat()
-            except OSError:  # a broken link: listed, then reported unreadable
-                status = None
-            if not entry.name.lower().endswith(AUDIO_EXTENSIONS):
-                continue
-            if status is not None and (status.st_dev, status.st_ino) in seen:
-                again["file"].append(entry.path)
-                continue
-            if status is not None:
-                seen.add((status.st_dev, status.st_ino))
-            found.append(entry.path)
-        folders.extend(reversed(subfolders))
-    if again["folder"] or again["file"]:
-        example = printable(os.path.relpath((again["folder"] or again["file"])[0], data))
-        log.warning(
-            "skipped %d folder(s) and %d file(s) under %s reached again by another path (a symbolic link "
-            "loop, or two links to one place), such as %s: each is read once",
-            len(again["folder"]),
-            len(again["file"]),
-            printable(data),
-            example,
-        )
-    if not found:
-        raise UserError(f"data folder {data!r} holds no .wav or .flac files (searched all subfolders)")
-    return sorted(found)  # a fixed order makes reruns byte-identical
-
-
-def speaker_of(path):
-    """VCTK keeps each speaker in a folder (wav48/p225/p225_001.wav): the name of the file's folder, printable."""
-    return printable(os.path.basename(os.path.dirname(os.path.abspath(path))))
-
-
-def chunk_file(path, rate, chunk_length, levels, lead_in=0):
-    """Load, mu-law encode and cut one file into consecutive chunks (silence pads the last one).
-
-    lead_in silence samples go before the recording, so that the first chunk teaches the model
-    to start from silence, as generation from scratch does. Runs in worker processes, so an
-    unreadable file comes back as a problem instead of an exception.
-    """
-    try:
-        samples = load_audio(path, rate)
-    except ImplausibleRate as e:
-        return FileChunks(None, 0.0, str(e), refused=e.reason)
-    except AudioError as e:
-        return FileChunks(None, 0.0, str(e))
-    total = lead_in + len(samples)
-    if total < chunk_length:
-        return FileChunks(None, len(samples) / rate, TOO_SHORT)
-    n = -(-total // chunk_length)  # chunks, the last one padded
-    silence = np.zeros(lead_in, samples.dtype), np.zeros(n * chunk_length - total, samples.dtype)
-    codes = mu_law_encode(np.concatenate([silence[0], samples, silence[1]]), levels)
-    return FileChunks(codes.astype(np.uint8).reshape(n, chunk_length), len(samples) / rate, None, total)
-
-
-def _exit_with_parent(parent):
-    """ProcessPoolExecutor initializer: the worker ends when process `parent` does, even by SIGKILL.
-
-    A killed preprocess would otherwise leave its workers (hundreds of MB each) alive, waiting for
-    work that never comes. On Linux the kernel sends SIGTERM at the parent's death (prctl); elsewhere
-    a thread polls os.getppid(). Either way the check afterwards catches a parent that died first.
-    """
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler inherited from the parent
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    else:
-
-        def watch():
-            while os.getppid() == parent:
-                time.sleep(1)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-def decode_files(paths, rate, chunk_length, levels, workers, lead_in=0):
-    """Yield (path, chunk_file's FileChunks) for each path, in order, from `workers` processes (1: this one)."""
-    work = partial(chunk_file, rate=rate, chunk_length=chunk_length, levels=levels, lead_in=lead_in)
-    if workers == 1:
-        yield from zip(paths, map(work, paths))
-        return
-    # processes, not threads: decoding and resampling hold the GIL. pool.map returns results in
-    # file order and raises a worker's unexpected exception here instead of dropping it.
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(paths)), initializer=_exit_with_parent, initargs=(os.getpid(),)
-    ) as pool:
-        yield from zip(paths, pool.map(work, paths))
-
-
 def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, levels=256, receptive_field=None):
     """Turn the audio under `data` into chunks of `chunk_length` mu-law codes in folder `output`.
 
@@ -268,18 +123,18 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
         os.makedirs(output, exist_ok=True)
     except OSError as e:
         raise UserError(f"output folder {output!r}: cannot create it ({e.strerror})") from None
-    removed = corpus.remove_stale(output)
+    removed = corpus_commit.remove_stale(output)
     if removed:
         log.warning("removed what interrupted preprocess runs left in %s: %s", printable(output), ", ".join(removed))
     try:
-        staging = corpus.make_staging(output)
+        staging = corpus_commit.make_staging(output)
     except OSError as e:
         raise UserError(f"output folder {output!r}: cannot write in it ({e.strerror}); pick another --output") from None
     try:
         summary = write_staged(data, files, staging, rate, chunk_length, workers, flush_every, levels, receptive_field)
-        corpus.commit(output, staging)
+        corpus_commit.commit(output, staging)
     except BaseException:
-        corpus.discard(staging)  # Ctrl-C or an error: the previous output stays, and nothing else
+        corpus_commit.discard(staging)  # Ctrl-C or an error: the previous output stays, and nothing else
         raise
     return summary
 
