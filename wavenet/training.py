@@ -190,13 +190,9 @@ class Trainer:
         return nll_sum, items
 
     def end_epoch(self, elapsed):
-        """Evaluate and record the epoch, then write its snapshots, and only then the log.
-
-        The model snapshot (if validation improved) and the trainer snapshot come first, log.json and
-        loss.png last, so that the log never lists an epoch whose weights are not on disk: a snapshot
-        that fails (a full disk) leaves the log as it was, and a resume redoes that epoch. For the same
-        reason every epoch ends with a trainer snapshot, with --snapshot_every too.
-        """
+        """Evaluate and record the epoch; write its model snapshot (if validation improved), its trainer
+        snapshot (at every epoch end, so the log never lists an epoch whose weights are not on disk:
+        a snapshot that fails leaves the log as it was), and only then log.json and loss.png."""
         st, dims = self.state, self.task.dims
         train_sum, train_items, val_sum, val_items = self.group.all_sum(
             st.train_nll_sum, st.train_items, *self.evaluate()
@@ -216,14 +212,8 @@ class Trainer:
 
     def record(self, **values):
         """Append a log record to the history: epoch, iteration, `values`, time, learning rate and --stats."""
-        st = self.state
-        record = dict(
-            epoch=st.epoch,
-            iteration=st.iteration,
-            **values,
-            elapsed=round(st.elapsed, 3),
-            learning_rate=self.optimizer.param_groups[0]["lr"],
-        )
+        st, lr = self.state, self.optimizer.param_groups[0]["lr"]
+        record = dict(epoch=st.epoch, iteration=st.iteration, **values, elapsed=round(st.elapsed, 3), learning_rate=lr)
         if self.settings.stats:
             # weights after the last step, gradients of the last step (cleared only by the next one)
             record["stats"] = layer_statistics(self.model)
@@ -240,12 +230,9 @@ class Trainer:
         # the epoch's running sums of every rank; a resumed rank 0 carries them, the others start at 0
         nll_sum, items = self.group.all_sum(self.state.train_nll_sum, self.state.train_items)
         if self.group.is_main:
+            state = {**asdict(self.state), "train_nll_sum": nll_sum, "train_items": int(items)}
             snapshot = checkpoint.model_snapshot(self.model, self.task.meta)
-            snapshot.update(
-                optimizer=self.optimizer.state_dict(),
-                state={**asdict(self.state), "train_nll_sum": nll_sum, "train_items": int(items)},
-                rng=rng_states(),
-            )
+            snapshot.update(optimizer=self.optimizer.state_dict(), state=state, rng=rng_states())
             self.folder.save_trainer_snapshot(snapshot, self.state.iteration)
         self.group.barrier()
         return self.folder.trainer_snapshot_path(self.state.iteration)
