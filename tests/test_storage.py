@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from conftest import ROOT
+from helpers import LAYERS, RATE, STACKS, TARGET, TINY_CHUNKS, write_tone
 
 import train
 from wavenet import GatedPixelCNN, WaveNet, checkpoint, cli, files, preprocessing, receptive_field
@@ -36,7 +36,6 @@ from wavenet.run_folder import RunFolder
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-RATE, STACKS, LAYERS, TARGET = 8000, 1, 4, 64
 TINY = ["--dataset", "digits", "-d", "8", "-n", "1", "--out_hidden_dim", "8", "--levels", "4", "-b", "64"]
 FULL = "No space left on device"
 FIX = "free some space or pick another folder"
@@ -149,31 +148,12 @@ def contents(folder):
 
 def write_tones(folder, count=3, seconds=0.3):
     for i in range(count):
-        path = folder / f"p{225 + i % 2}" / f"{i}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        t = np.arange(int(seconds * RATE)) / RATE
-        sf.write(str(path), 0.3 * np.sin(2 * np.pi * (200 + 70 * i) * t), RATE, subtype="PCM_16")
+        write_tone(folder / f"p{225 + i % 2}" / f"{i}.wav", seconds, RATE, freq=200 + 70 * i)
     return folder
 
 
 def preprocess_argv(data, output):
-    return [
-        "preprocess.py",
-        "--data",
-        str(data),
-        "--output",
-        str(output),
-        "--rate",
-        str(RATE),
-        "--stacks_num",
-        str(STACKS),
-        "--layers_num",
-        str(LAYERS),
-        "--target_length",
-        str(TARGET),
-        "--workers",
-        "1",
-    ]
+    return ["preprocess.py", "--data", str(data), "--output", str(output), *TINY_CHUNKS, "--workers", "1"]
 
 
 @pytest.fixture(scope="module")
