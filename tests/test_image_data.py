@@ -13,7 +13,7 @@ import torchvision
 from helpers import SHARED_DATA
 
 from wavenet.errors import UserError
-from wavenet.image_data import dequantize, load_images, quantize
+from wavenet.image_data import dequantize, load_images, quantize, read_cifar_batch
 
 
 def write_idx(path, array, gz):
@@ -66,6 +66,35 @@ def test_cifar_python_batches_load(tmp_path):
     assert torch.equal(q.reshape(-1), torch.from_numpy(batch["data"][0]))  # 256 levels keep every value
 
 
+@pytest.mark.parametrize("protocol, keys", [(2, str), (5, str), (2, bytes), (5, bytes)])
+def test_cifar_batches_saved_again_by_python3_load(tmp_path, protocol, keys):
+    # protocol 2 stores bytes through _codecs.encode, protocol 5 arrays through numpy's _frombuffer;
+    # a batch loaded with encoding="bytes" and saved again has bytes keys
+    path = tmp_path / "test_batch"
+    data = np.random.default_rng(1).integers(0, 256, (3, 3072)).astype(np.uint8)
+    key = (lambda name: name) if keys is str else str.encode
+    with open(path, "wb") as f:
+        pickle.dump(
+            {key("data"): data, key("labels"): [7, 8, 9], key("filenames"): [b"a.png"] * 3}, f, protocol=protocol
+        )
+    images, labels = read_cifar_batch(str(path))
+    assert torch.equal(images.reshape(3, -1), torch.from_numpy(data)) and labels.tolist() == [7, 8, 9]
+
+
+def test_a_cifar_batch_asking_for_another_codec_is_refused(tmp_path):
+    class OtherCodec:
+        def __reduce__(self):
+            import _codecs
+
+            return (_codecs.encode, ("text", "rot13"))
+
+    path = tmp_path / "test_batch"
+    with open(path, "wb") as f:
+        pickle.dump({"data": OtherCodec(), "labels": []}, f, protocol=2)
+    with pytest.raises(UserError, match="codec 'rot13'"):
+        read_cifar_batch(str(path))
+
+
 def test_cifar_batch_that_would_run_code_is_refused(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
@@ -87,6 +116,13 @@ def test_offline_download_is_one_clear_error(tmp_path, monkeypatch):
     for name, place in (("mnist", "MNIST/raw"), ("cifar", "cifar-10-python.tar.gz")):
         with pytest.raises(UserError, match=f"could not download.*{place}.*--dataset digits"):
             load_images(name, str(tmp_path), True, 2)
+
+
+def test_a_cifar_archive_failing_its_checksum_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", no_network)
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"half a download")
+    with pytest.raises(UserError, match="does not match torchvision's checksum"):
+        load_images("cifar", str(tmp_path), False, 4)
 
 
 def test_unknown_dataset_and_levels():

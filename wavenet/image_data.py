@@ -21,6 +21,7 @@ from .errors import UserError
 
 DATASETS = ("mnist", "cifar", "digits")
 CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_ARCHIVE = "cifar-10-python.tar.gz"  # what torchvision downloads and checks
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 DIGITS_TEST_FRACTION = 0.2
 
@@ -140,17 +141,33 @@ def read_idx(path, dims):
     return torch.from_numpy(values.reshape(shape))
 
 
+def latin1_bytes(text, encoding="latin1"):
+    """What pickle protocol 2 stores bytes as under Python 3 (`_codecs.encode(text, "latin1")`), allowing
+    only that codec: any other could look up a codec module."""
+    if encoding not in ("latin1", "latin-1"):
+        raise UserError(f"refusing to decode a CIFAR batch's bytes with codec {encoding!r}; download it again")
+    return text.encode("latin1")
+
+
 class ArrayUnpickler(pickle.Unpickler):
-    """Reads CIFAR's pickled batches (dicts, lists, numpy arrays) and refuses anything that could run code."""
+    """Reads CIFAR's pickled batches (dicts, lists, numpy arrays) and refuses anything that could run code.
+
+    The official batches are Python 2 pickles; batches saved again by Python 3 store bytes through
+    `_codecs.encode` (protocol 2) and arrays through numpy's `_frombuffer` (protocol 5).
+    """
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
     }
 
     def find_class(self, module, name):
+        if (module, name) == ("_codecs", "encode"):
+            return latin1_bytes
         if (module, name) not in self.ALLOWED:
             raise UserError(
                 f"refusing to load {module}.{name} from a CIFAR batch file: "
@@ -169,9 +186,14 @@ def load_cifar(root, train):
         try:
             torchvision.datasets.CIFAR10(root=root, train=train, download=True)
         except (OSError, RuntimeError):
-            raise offline_error(
-                "CIFAR-10", root, f"cifar-10-python.tar.gz (or its extracted {CIFAR_FOLDER} folder)"
-            ) from None
+            archive = os.path.join(root, CIFAR_ARCHIVE)
+            if os.path.isfile(archive):  # torchvision found it, failed its checksum and tried to download
+                raise UserError(
+                    f"{archive!r} does not match torchvision's checksum of CIFAR-10 (a partial or other "
+                    f"download?) and no new copy could be downloaded; replace it with the official "
+                    f"{CIFAR_ARCHIVE}, or put its extracted {CIFAR_FOLDER} folder into {root!r}"
+                ) from None
+            raise offline_error("CIFAR-10", root, f"{CIFAR_ARCHIVE} (or its extracted {CIFAR_FOLDER} folder)") from None
     batches = [read_cifar_batch(os.path.join(folder, n)) for n in names]
     return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
 
@@ -181,8 +203,11 @@ def read_cifar_batch(path):
     try:
         with open(path, "rb") as f:
             batch = ArrayUnpickler(f, encoding="latin1").load()
-        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = torch.tensor(batch["labels"])
+        # keys are str in the official files, bytes in a batch a Python 3 script loaded with
+        # encoding="bytes" and saved again
+        data, labels = (batch[key] if key in batch else batch[key.encode()] for key in ("data", "labels"))
+        images = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = torch.tensor(labels)
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
         raise UserError(
             f"{path!r} is not a CIFAR-10 python batch ({type(e).__name__}); delete it so that it is downloaded again"
