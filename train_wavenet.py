@@ -4,14 +4,17 @@ import argparse
 import dataclasses
 
 from wavenet import WaveNet, argtypes, cli, limits
+from wavenet.distributed import environment
 from wavenet.errors import UserError
 from wavenet.files import writable_folder
 from wavenet.launch import train
 from wavenet.models import WaveNetConfig
 from wavenet.objectives import wavenet_nll
-from wavenet.splits import train_val_split
+from wavenet.splits import describe_split, train_val_split
 from wavenet.training import Task, seed_everything
 from wavenet.windows import AudioWindows, WindowsDoNotFit
+
+SPEAKERS_SHOWN = 5  # speaker names the start-up line lists; VCTK has 109
 
 
 def parse_args(argv=None):
@@ -83,6 +86,15 @@ def main(argv=None):
     train_set, val_set = train_val_split(
         windows, args.val_fraction, args.seed, groups=windows.recording, speakers=windows.speaker_ids
     )
+    if environment().rank == 0:  # once per run, not once per torchrun process
+        print(describe_split(train_set, val_set, windows.recording, args.val_fraction))
+        shown = SPEAKERS_SHOWN
+        names = ", ".join(windows.speakers[:shown]) + (f", ... ({speakers - shown} more)" if speakers > shown else "")
+        print(
+            f"global conditioning on {speakers} speakers ({names})"
+            if model.num_speakers
+            else f"one speaker ({names}): no speaker conditioning"
+        )
     task = Task(
         loss=wavenet_nll(scored, conditioned=model.num_speakers > 0),
         dims=1,

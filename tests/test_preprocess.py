@@ -19,7 +19,7 @@ from wavenet import decoding, receptive_field
 from wavenet.audio import load_audio, mu_law_decode, mu_law_encode
 from wavenet.errors import UserError
 from wavenet.preprocessing import preprocess
-from wavenet.splits import train_val_split
+from wavenet.splits import describe_split, train_val_split
 from wavenet.windows import AudioWindows
 
 RATE = 8000
@@ -310,3 +310,13 @@ def test_script_bad_flags_give_one_line_errors(tmp_path):
     for run, fragment in runs:
         _, stderr = run.communicate(timeout=120)
         assert_one_line_error(run.returncode, stderr, fragment)
+
+
+def test_the_split_is_described_with_its_real_share():
+    # one long recording and three short ones: holding out a whole recording overshoots 5%, and says so
+    groups = [0] * 70 + [1] * 10 + [2] * 10 + [3] * 10
+    train, validation = train_val_split(list(range(100)), 0.05, seed=0, groups=groups)
+    line = describe_split(train, validation, groups, 0.05)
+    assert line.startswith(f"training on {len(train)} windows of 3 recording(s), validating on {len(validation)} of 1")
+    assert f"{len(validation) / 100:.1%} held out" in line
+    assert "whole recordings are held out" in line  # 10% or 70% held out for the 5% asked

@@ -50,3 +50,19 @@ def held_out(groups, speakers, wanted, rng):
             left[speaker_of[g]] -= 1
             items += sizes[g]
     return np.isin(group_of, chosen)
+
+
+def describe_split(train, validation, groups, wanted):
+    """One line on how `train_val_split` split: windows and recordings on each side, and the share.
+
+    train, validation: its Subsets; groups: the recording of each item of the whole set; wanted: the
+    requested val_fraction. Whole recordings are held out, so the share can exceed what was asked.
+    """
+    groups = np.asarray(groups)
+    share = len(validation) / (len(train) + len(validation))
+    recordings = [len(np.unique(groups[np.asarray(part.indices, dtype=np.int64)])) for part in (train, validation)]
+    note = f" (--val_fraction {wanted}: whole recordings are held out)" if share > 1.5 * wanted else ""
+    return (
+        f"training on {len(train):,} windows of {recordings[0]} recording(s), validating on {len(validation):,} "
+        f"of {recordings[1]}: {share:.1%} held out{note}"
+    )
