@@ -91,7 +91,7 @@ def old_model(name, model_type):
 
 
 def test_snapshots_of_version_c5e1cea_rebuild_and_give_its_logits():
-    expected = torch.load(os.path.join(OLD_VERSION, "expected.pt"))
+    expected = torch.load(os.path.join(OLD_VERSION, "expected.pt"), weights_only=True)
     pixelcnn, wavenet = old_model("pixelcnn_6", "GatedPixelCNN"), old_model("wavenet_5", "WaveNet")
     with torch.no_grad():
         pixelcnn_logits = pixelcnn(expected["pixelcnn_input"].float() / 3, expected["pixelcnn_label"])
