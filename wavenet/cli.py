@@ -1,4 +1,4 @@
-"""What every command-line script shares: flag checks, device choice, and one-line errors."""
+"""What every command-line script shares: one-line errors, device choice and the flags both trainers take."""
 
 import argparse
 import dataclasses
