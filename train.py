@@ -12,7 +12,7 @@ from wavenet.objectives import pixelcnn_nll
 from wavenet.training import Task, seed_everything
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description="PixelCNN: train a Gated PixelCNN", formatter_class=cli.HelpFormatter)
     cli.add_training_flags(
         parser,
@@ -43,11 +43,16 @@ def parse_args(argv=None):
         help=f"Dataset for training: {', '.join(DATASETS)} (digits ships with scikit-learn)",
     )
     parser.add_argument("--data_dir", default="data", help="Folder where MNIST/CIFAR-10 are downloaded to or read from")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    cli.architecture_from_resume(args, cli.given_flags(build_parser(), argv), "GatedPixelCNN")
     device = cli.select_device(args.gpu)
     C, H, W = image_shape(args.dataset)
     config = GatedPixelCNNConfig(C, args.hidden_dim, args.blocks_num, args.out_hidden_dim, args.levels, num_classes=10)

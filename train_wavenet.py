@@ -17,7 +17,7 @@ from wavenet.windows import AudioWindows, WindowsDoNotFit
 SPEAKERS_SHOWN = 5  # speaker names the start-up line lists; VCTK has 109
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(
         description="WaveNet: train on a folder written by preprocess.py", formatter_class=cli.HelpFormatter
     )
@@ -47,11 +47,16 @@ def parse_args(argv=None):
         help="Share of the windows held out for validation, as whole recordings (every "
         "speaker keeps one for training); with one recording, a share of its windows",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    cli.architecture_from_resume(args, cli.given_flags(build_parser(), argv), "WaveNet")
     device = cli.select_device(args.gpu)
     writable_folder(args.out, "--out")
     windows = AudioWindows(args.data, levels=args.levels)
@@ -71,16 +76,10 @@ def main(argv=None):
     try:
         scored = windows.target_length_for(R)
     except WindowsDoNotFit:
-        # flags are not taken from a --resume snapshot: a resumed run may just lack its own
-        fix = (
-            "pass the --stacks_num and --layers_num of the run that wrote --resume, or rerun"
-            if args.resume
-            else "rerun"
-        )
         raise UserError(
             f"{args.data!r} was preprocessed for a receptive field of {windows.receptive_field} "
             f"samples (chunks of {windows.chunk_length}), this model (--stacks_num {args.stacks_num} "
-            f"--layers_num {args.layers_num}) needs {R}; {fix} preprocess.py with --stacks_num "
+            f"--layers_num {args.layers_num}) needs {R}; rerun preprocess.py with --stacks_num "
             f"{args.stacks_num} --layers_num {args.layers_num}"
         ) from None
     train_set, val_set = train_val_split(

@@ -263,6 +263,15 @@ def test_the_other_models_folder_names_the_right_script(world, tmp_path):
         infer_wavenet.main(["-m", world["pix"], "-o", str(tmp_path / "x")])
 
 
-def test_resuming_without_the_runs_architecture_flags_says_so(world, tmp_path):
-    with pytest.raises(UserError, match="pass the --stacks_num and --layers_num of the run that wrote --resume"):
-        train_wavenet.main(["-d", world["data"], "-e", "2", "-o", world["wn"], "-r", world["wn"]])
+def test_resuming_without_the_architecture_flags_takes_them_from_the_snapshot(world, tmp_path):
+    # as the infer scripts do; the --resume line a stopped run prints is then enough
+    for script, run, more in ((train_wavenet, "wn", ["-d", world["data"]]), (train, "pix", ["--dataset", "digits"])):
+        out = tmp_path / run
+        shutil.copytree(world[run], out)
+        script.main([*more, "-e", "2", "-o", str(out), "-r", str(out)])
+        assert [r["epoch"] for r in read_log(out)] == [1, 2]
+
+
+def test_resuming_with_a_contradicting_architecture_flag_says_which(world, tmp_path):
+    with pytest.raises(UserError, match="--stacks_num 2 contradicts .*, which was trained with --stacks_num 1; drop"):
+        train_wavenet.main(["-d", world["data"], "-s", "2", "-e", "2", "-o", world["wn"], "-r", world["wn"]])

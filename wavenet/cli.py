@@ -14,7 +14,7 @@ from .distributed import environment
 from .errors import UserError
 from .files import removing_empty_on_failure
 from .launch import Settings
-from .registry import KINDS
+from .registry import KINDS, TRAINER_SNAPSHOT
 
 DEFAULTS = Settings()  # the training flags' defaults
 
@@ -91,6 +91,34 @@ def resolve_model(path, model_type):
     if os.path.isdir(path):
         print(f"using {found} (newest in {os.path.join(path, '')})")
     return found
+
+
+def given_flags(parser, argv=None):
+    """The dests of the flags given on the command line `argv`, as opposed to those left at their defaults."""
+    unset = object()
+    # argparse fills in a default only where the namespace lacks the attribute
+    namespace = argparse.Namespace(**{action.dest: unset for action in parser._actions})
+    parser.parse_args(argv, namespace)
+    return {dest for dest, value in vars(namespace).items() if value is not unset}
+
+
+def architecture_from_resume(args, given, model_type):
+    """With --resume, take the architecture flags left out from the trainer snapshot's config, as the infer
+    scripts do; a given flag that contradicts the snapshot is a UserError (checkpoint.check_flags).
+
+    given: the flags on the command line (given_flags). A missing snapshot, or one of the other model,
+    is left to the resume itself, which reports it with the fix.
+    """
+    path = checkpoint.resolve(args.resume, TRAINER_SNAPSHOT) if args.resume else ""
+    if not os.path.isfile(path):
+        return
+    snapshot = checkpoint.load(path)
+    if snapshot["model_type"] != model_type:
+        return
+    names = [name for name in snapshot["config"] if hasattr(args, name)]  # those that are flags
+    checkpoint.check_flags(snapshot, {name: getattr(args, name) for name in names if name in given}, path)
+    for name in names:
+        setattr(args, name, snapshot["config"][name])
 
 
 def add_sampling_flags(parser, model_type):
