@@ -63,3 +63,23 @@ def read_log(out):
     """The records of a training run's log.json in its --out folder `out` (one per epoch, oldest first)."""
     with open(os.path.join(out, "log.json")) as f:
         return json.load(f)
+
+
+def run_main(script, argv, monkeypatch=None):
+    """Run SCRIPT.py's main(argv) in this process under cli.run, as `python SCRIPT.py` does; its exit status.
+
+    With monkeypatch, sys.argv names the script, so that argparse's messages name it as they would.
+    """
+    import importlib
+    import sys
+
+    from wavenet import cli  # here, not at the top: conftest imports this module before torch loads
+
+    module = importlib.import_module(script.removesuffix(".py"))
+    if monkeypatch is not None:
+        monkeypatch.setattr(sys, "argv", [script])
+    try:
+        cli.run(lambda: module.main(argv))
+    except SystemExit as e:
+        return e.code
+    return 0

@@ -2,11 +2,9 @@
 no traceback); a good one reaches the run as the right value. Also what the scripts print about their
 flags: usage metavars, which snapshot a folder gave, and plurals."""
 
-import importlib
 import math
 import os
 import shutil
-import sys
 
 import pytest
 from helpers import (
@@ -19,6 +17,7 @@ from helpers import (
     TINY_WAVENET,
     assert_one_line_error,
     read_log,
+    run_main,
 )
 
 import infer
@@ -132,18 +131,9 @@ CASES = [
 ]
 
 
-def run_script(script, argv, monkeypatch):
-    """Run SCRIPT.main(argv) through cli.run, as `python SCRIPT.py` would; returns the exit status."""
-    module = importlib.import_module(script[:-3])
-    monkeypatch.setattr(sys, "argv", [script])  # argparse names the script, as it would
-    with pytest.raises(SystemExit) as exit_:
-        cli.run(lambda: module.main(argv))
-    return exit_.value.code
-
-
 @pytest.mark.parametrize("script,argv,fragment", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_bad_value_is_one_line_error(world, script, argv, fragment, capsys, monkeypatch):
-    status = run_script(script, [a.format(**world) for a in argv], monkeypatch)
+    status = run_main(script, [a.format(**world) for a in argv], monkeypatch)
     assert_one_line_error(status, capsys.readouterr().err, fragment.format(**world))
 
 
@@ -244,11 +234,11 @@ def test_infer_wavenet_names_samples_of_an_earlier_run(world, tmp_path, capsys):
 def test_a_failed_run_leaves_no_empty_folder_behind(world, tmp_path, monkeypatch, capsys):
     out = tmp_path / "new" / "run"
     argv = SAFE["train.py"][:-2] + ["-o", str(out), "-r", str(tmp_path / "missing_snapshot")]
-    assert run_script("train.py", argv, monkeypatch) == 2
+    assert run_main("train.py", argv, monkeypatch) == 2
     assert "snapshot" in capsys.readouterr().err and not (tmp_path / "new").exists()
     # a folder that was there before stays, and so does one the failed run wrote into
     (tmp_path / "kept").mkdir()
-    assert run_script("train.py", argv[:-4] + ["-o", str(tmp_path / "kept"), "-r", "missing"], monkeypatch) == 2
+    assert run_main("train.py", argv[:-4] + ["-o", str(tmp_path / "kept"), "-r", "missing"], monkeypatch) == 2
     assert (tmp_path / "kept").is_dir()
 
 

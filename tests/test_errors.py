@@ -5,7 +5,6 @@ Every row of CASES runs in this process through cli.run, as `python SCRIPT.py` w
 a few rows, and all of them under `pytest -m slow`, also run as real subprocesses.
 """
 
-import importlib
 import os
 import pathlib
 import shutil
@@ -26,10 +25,11 @@ from helpers import (
     TINY_WAVENET,
     TONE_FORMATS,
     assert_one_line_error,
+    run_main,
     write_tone,
 )
 
-from wavenet import checkpoint, cli, preprocessing, receptive_field, windows
+from wavenet import checkpoint, preprocessing, receptive_field, windows
 
 # an unreachable proxy: MNIST/CIFAR downloads fail at once, also on a machine with internet
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
@@ -346,11 +346,8 @@ def fill(inputs, texts):
 def test_bad_input_is_one_line_error(inputs, script, argv, fragment, capsys, monkeypatch):
     for name, value in OFFLINE.items():
         monkeypatch.setenv(name, value)
-    module = importlib.import_module(script[:-3])
-    monkeypatch.setattr(sys, "argv", [script])  # argparse names the script, as it would
-    with pytest.raises(SystemExit) as exit_:
-        cli.run(lambda: module.main(fill(inputs, argv)))
-    assert_one_line_error(exit_.value.code, capsys.readouterr().err, fragment.format(**inputs))
+    status = run_main(script, fill(inputs, argv), monkeypatch)
+    assert_one_line_error(status, capsys.readouterr().err, fragment.format(**inputs))
 
 
 SUBPROCESS_CASES = [

@@ -14,8 +14,9 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import ROOT
+from helpers import run_main
 
-from wavenet import GatedPixelCNN, WaveNet, checkpoint, cli, estimates, preprocessing, receptive_field, report
+from wavenet import GatedPixelCNN, WaveNet, checkpoint, estimates, preprocessing, receptive_field, report
 from wavenet.image_data import quantize, quantize_images
 from wavenet.models import WaveNetConfig
 
@@ -33,13 +34,8 @@ def one_line_error(status, stderr, fragment):
 
 def run_script(capsys, script, argv):
     """Run SCRIPT.main(argv) through cli.run, as `python SCRIPT.py` does -> (exit status, stdout, stderr)."""
-    module = __import__(script)
     capsys.readouterr()
-    try:
-        cli.run(lambda: module.main(argv))
-        status = 0
-    except SystemExit as e:
-        status = e.code
+    status = run_main(script, argv)
     out, err = capsys.readouterr()
     return status, out, err
 

@@ -15,9 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import ROOT, TINY_PIXELCNN, assert_one_line_error
-
-from wavenet import cli
+from helpers import ROOT, TINY_PIXELCNN, assert_one_line_error, run_main
 
 TINY_STATS_RUN = [*TINY_PIXELCNN, "--levels", "2", "-e", "1", "-b", "64", "--stats"]  # the later --levels wins
 
@@ -45,14 +43,7 @@ def run(tmp_path_factory):
 
 def plot_stats(argv, capsys, monkeypatch):
     """Run plot_stats.py's main in this process under cli.run; returns (exit status, stdout, stderr)."""
-    import plot_stats as script
-
-    monkeypatch.setattr(sys, "argv", ["plot_stats.py"])
-    try:
-        cli.run(lambda: script.main(argv))
-        status = 0
-    except SystemExit as e:
-        status = e.code
+    status = run_main("plot_stats.py", argv, monkeypatch)
     out, err = capsys.readouterr()
     return status, out, err
 
