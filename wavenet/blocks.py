@@ -60,18 +60,26 @@ class GatedBlock(nn.Module):
 class ResidualLayer(nn.Module):
     """Dilated causal convolution, gated unit, 1x1 residual and 1x1 skip (WaveNet Fig. 4)."""
 
-    def __init__(self, hidden_dim, skip_dim, kernel_width, dilation, num_speakers, residual=True):
+    def __init__(self, hidden_dim, skip_dim, kernel_width, dilation, num_speakers, residual=True, cin_channels=0):
         super().__init__()
         self.dilated = CausalConv1d(hidden_dim, 2 * hidden_dim, kernel_width, dilation)
         # global conditioning (paper section 2.5): V^T h for the filter and gate halves
         self.speaker = nn.Embedding(num_speakers, 2 * hidden_dim) if num_speakers else None
+        # local conditioning (section 2.5): V * y, a 1x1 projection of the features, applied at the
+        # frame rate (see layers.FrameUpsampler); the dilated convolution's bias already is its bias
+        self.features = nn.Conv1d(cin_channels, 2 * hidden_dim, 1, bias=False) if cin_channels else None
         # the last layer's residual output feeds nothing, so it does not exist
         self.residual = nn.Conv1d(hidden_dim, hidden_dim, 1) if residual else None
         self.skip = nn.Conv1d(hidden_dim, skip_dim, 1)
 
-    def forward(self, x, speaker, n):
-        """x: (B, C, reach + T) -> residual output (B, C, T) or None, skip of the last n steps (B, S, n)."""
+    def forward(self, x, speaker, n, local=None):
+        """x: (B, C, reach + T) -> residual output (B, C, T) or None, skip of the last n steps (B, S, n).
+
+        local: this layer's local conditioning at the T output positions, (B, 2C, T), or None.
+        """
         cond = self.speaker(speaker)[:, :, None] if self.speaker is not None else None
+        if local is not None:
+            cond = local if cond is None else cond + local
         z = gated_activation(self.dilated(x), cond)  # (B, C, T)
         skip = self.skip(z[:, :, -n:])
         if self.residual is None:

@@ -6,7 +6,10 @@ every stream by a block of steps inside numba. Each layer keeps its last
 came before. The math is the model's: the causal input convolution as table
 look-ups, per layer the dilated convolution, `gated_activation`, the 1x1
 residual and skip, then the head and inverse-CDF sampling as in
-`sampling.inverse_cdf_sample`. It runs in float32; logits match the model's
+`sampling.inverse_cdf_sample`. Local conditioning arrives per block of steps as
+every layer's projection of the block's frames (`LocalBlock`, computed with
+torch); the kernel only interpolates it, two multiply-adds per gate input, as
+`layers.FrameUpsampler` does. It runs in float32; logits match the model's
 forward pass within 1e-4.
 """
 
@@ -71,6 +74,22 @@ class Packed(NamedTuple):
     head2_bias: np.ndarray
     reach: np.ndarray  # (L,) int64: (k - 1) * dilation, the ring size of each layer
     offset: np.ndarray  # (L,) int64: where each layer's ring starts in the state
+
+
+class LocalBlock(NamedTuple):
+    """Local conditioning for one block of steps: every layer's 1x1 projection of the frames it spans."""
+
+    terms: np.ndarray  # (B, frames, L, 2C): layer l's projection of the block's frame f
+    kernel: np.ndarray  # (2*hop,) the upsampler's kernel (layers.FrameUpsampler)
+    position: int  # the first step's position counted from the block's first frame's centre
+
+    @classmethod
+    def of(cls, terms, upsampler, position):
+        """From `wavenet_sampling.LocalTerms.frames`' terms (B, L, 2C, frames) and the model's upsampler."""
+        return cls(_f32(terms.permute(0, 3, 1, 2)), _f32(upsampler.kernel), int(position))
+
+
+NO_LOCAL = LocalBlock(np.zeros((0, 0, 0, 0), np.float32), np.zeros(2, np.float32), 0)
 
 
 def _f32(t):
@@ -175,7 +194,7 @@ def _draw(logits, u, temperature, cdf):
 
 
 @njit(nogil=True, **JIT)
-def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, logits_out, history, rings, w):
+def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, logits_out, history, rings, w, local):
     """Advance streams lo..hi-1 by one block of steps; see `run`."""
     k, _, C = w.table.shape
     L, K, G = w.dilated.shape
@@ -193,8 +212,14 @@ def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, 
     hid = np.empty(S, np.float32)
     logits = np.empty(levels, np.float32)
     cdf = np.empty(levels, np.float64)
+    conditioned = local.terms.shape[1] > 0
+    hop = local.kernel.shape[0] // 2
     for step in range(steps):
         t = t0 + step  # ring slots rotate with the global step count
+        # local conditioning: the step lies between block frames f and f + 1 (layers.FrameUpsampler)
+        f = (local.position + step) // hop
+        r = local.position + step - f * hop
+        w0, w1 = local.kernel[r + hop], local.kernel[r]
         for s in range(n):
             # causal input convolution over the last k codes: one table row per tap
             ss = lo + s
@@ -232,6 +257,9 @@ def _run_streams(lo, hi, t0, temperature, uniforms, forced, pending, codes_out, 
                         rings[ss, slot, j] = h[s, j]
                 for o in range(G):
                     pre[o] = w.cond[ss, l, o]
+                if conditioned:
+                    for o in range(G):
+                        pre[o] += w0 * local.terms[ss, f, l, o] + w1 * local.terms[ss, f + 1, l, o]
                 _matvec(pre, w.dilated, l, x)
                 # gated_activation; sigmoid(b) = (1 + tanh(b / 2)) / 2 exactly
                 for c in range(C):
@@ -269,13 +297,14 @@ def default_threads():
     return numba.get_num_threads()
 
 
-def run(weights, rings, history, pending, t0, uniforms=None, temperature=1.0, forced=None, threads=None):
+def run(weights, rings, history, pending, t0, uniforms=None, temperature=1.0, forced=None, threads=None, local=None):
     """Advance B streams of a `pack`ed WaveNet by n steps, in place.
 
     rings (B, sum of reaches, C) and history (B, k-1) hold the streams' past;
     pending (B,) the code each feeds next; t0 counts the steps since `rings`
     was filled. Either sample, with uniforms (n, B) float64 -> codes (B, n),
     or teacher-force codes forced (B, n) -> logits (B, n, levels) float32.
+    local: the n steps' `LocalBlock` for a locally conditioned model.
     Streams are split into `threads` groups run in parallel (default
     `default_threads()`).
     """
@@ -293,7 +322,8 @@ def run(weights, rings, history, pending, t0, uniforms=None, temperature=1.0, fo
         result = logits = np.empty((B, n, levels), np.float32)
     threads = default_threads() if threads is None else threads
     bounds = np.linspace(0, B, min(threads, B) + 1).astype(int)
-    args = (t0, float(temperature), uniforms, forced, pending, codes, logits, history, rings, weights)
+    local = NO_LOCAL if local is None else local
+    args = (t0, float(temperature), uniforms, forced, pending, codes, logits, history, rings, weights, local)
     if len(bounds) == 2:
         _run_streams(0, B, *args)
     else:

@@ -140,3 +140,49 @@ def causal_inputs(x, receptive_field, output_length, fill):
         padded = F.pad(x, (R, 0), value=fill)  # (B, R + T)
     # x[i] is padded[i + R]. Positive bounds: x[..., -0:] would keep everything when a length is 0
     return padded[..., T - N : T + R - 1]
+
+
+class FrameUpsampler(nn.Module):
+    """Local conditioning's upsampling (WaveNet section 2.5): frame-rate terms -> one term per sample.
+
+    Frame f describes the audio around sample f*hop (a log-mel frame centred there). Sample t,
+    between frames f = t // hop and f + 1, gets  k[r + hop] * y[f] + k[r] * y[f + 1]  with r = t - f*hop:
+    a transposed convolution with stride hop and one learned kernel k of 2*hop taps shared by every
+    channel, initialised to linear interpolation (the "learned upsampling" of the WaveNet paper and
+    r9y9's upsample_net, which also share one kernel across bands). Shared by every channel, it
+    commutes with a 1x1 projection, so each layer's projection of the frames runs at the frame rate,
+    hop times fewer multiplies than after upsampling, in training and in generation alike.
+
+    Look-ahead: sample t sees frames t // hop and t // hop + 1 only. Frames before frame 0 count as
+    frame 0 (the silence before a recording has no frames of its own).
+    """
+
+    def __init__(self, hop):
+        super().__init__()
+        self.hop = hop
+        d = torch.arange(2 * hop) - hop  # the offset t - f*hop each tap weighs
+        self.kernel = nn.Parameter(1 - d.abs().float() / hop)
+
+    def forward(self, y, start, length):
+        """y: (B, C, F) terms of frames 0..F-1 -> (B, C, length) at positions start .. start+length-1.
+
+        Needs F > (start + length - 1) // hop + 1: every position's next frame.
+        """
+        hop = self.hop
+        last = (start + length - 1) // hop + 1  # the last frame a position needs
+        if last >= y.shape[-1]:
+            raise ValueError(
+                f"features cover {y.shape[-1]} frames; positions up to {start + length - 1} need "
+                f"{last + 1} (hop {hop}: frame f is centred on sample f*hop)"
+            )
+        first = start // hop  # the frame at or before the first position
+        if first < 0:  # before frame 0 the frames are frame 0
+            y = torch.cat([y[..., :1].expand(*y.shape[:-1], -first), y], -1)
+            last -= first
+            start -= first * hop
+            first = 0
+        y = y[..., first : last + 1]
+        # sample f*hop + r of the block, for r in 0..hop-1: two weighted frames
+        up = y[..., :-1, None] * self.kernel[hop:] + y[..., 1:, None] * self.kernel[:hop]  # (B, C, frames-1, hop)
+        into = start - first * hop
+        return up.flatten(-2)[..., into : into + length]

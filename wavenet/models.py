@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .blocks import GatedBlock, ResidualLayer
-from .layers import CausalConv1d, HorizontalConv, causal_inputs, channel_groups
+from .layers import CausalConv1d, FrameUpsampler, HorizontalConv, causal_inputs, channel_groups
 
 FIRST_KERNEL = 7  # the first block sees a 7x7 neighbourhood (mask A), as in the paper
 BLOCK_KERNEL = 3  # every later block is 3x3 (mask B)
@@ -142,10 +142,17 @@ class WaveNetConfig:
     layers_num: int  # layers per stack, with dilations 1, 2, ..., 2**(layers_num - 1)
     kernel_width: int = 2  # taps of every causal convolution; 2 is the paper's
     num_speakers: int = 0  # speaker ids for global conditioning; 0: unconditioned
+    cin_channels: int = 0  # feature channels (log-mel bands) for local conditioning; 0: none
+    hop_length: int = 0  # samples per feature frame, with cin_channels > 0
 
 
 class WaveNet(nn.Module):
-    """WaveNet over mu-law codes: logits at t predict x[t] from x[t-R .. t-1]."""
+    """WaveNet over mu-law codes: logits at t predict x[t] from x[t-R .. t-1].
+
+    Conditioned globally on a speaker id (num_speakers > 0) and/or locally on a feature time series
+    such as log-mel frames (cin_channels > 0), as in section 2.5 of the paper: both add to the
+    filter and the gate of every layer.
+    """
 
     def __init__(self, *args, **kwargs):
         # The arguments are WaveNetConfig's fields, positional or by name, with its defaults;
@@ -154,7 +161,11 @@ class WaveNet(nn.Module):
         self.config = c = WaveNetConfig(*args, **kwargs)
         self.levels = c.levels
         self.num_speakers = c.num_speakers
+        self.cin_channels = c.cin_channels
         self.receptive_field = receptive_field(c.stacks_num, c.layers_num, c.kernel_width)
+        if c.cin_channels and c.hop_length <= 0:
+            raise ValueError(f"local conditioning needs hop_length > 0, got {c.hop_length}")
+        self.upsample = FrameUpsampler(c.hop_length) if c.cin_channels else None
         # the causal input convolution over one-hot codes (kept as a conv weight; see embed)
         self.input_conv = CausalConv1d(c.levels, c.hidden_dim, c.kernel_width)
         dilations = [2**i for _ in range(c.stacks_num) for i in range(c.layers_num)]
@@ -162,7 +173,13 @@ class WaveNet(nn.Module):
         self.layers = nn.ModuleList(
             [
                 ResidualLayer(
-                    c.hidden_dim, c.out_hidden_dim, c.kernel_width, d, c.num_speakers, residual=i < len(dilations) - 1
+                    c.hidden_dim,
+                    c.out_hidden_dim,
+                    c.kernel_width,
+                    d,
+                    c.num_speakers,
+                    residual=i < len(dilations) - 1,
+                    cin_channels=c.cin_channels,
                 )
                 for i, d in enumerate(dilations)
             ]
@@ -181,23 +198,38 @@ class WaveNet(nn.Module):
         """The mu-law code of 0.0 (see audio.mu_law_encode), assumed before the first sample."""
         return self.levels // 2
 
-    def forward(self, x, speaker=None, output_length=None):
-        """x: codes long (B, T), or their one-hot float (B, levels, T); speaker: (B,) long ids.
+    def forward(self, x, speaker=None, features=None, output_length=None, offset=0):
+        """x: codes long (B, T), or their one-hot float (B, levels, T); speaker: (B,) long ids;
+        features: (B, cin_channels, F) frames, frame f centred on x[f * hop_length].
 
         Returns logits (B, levels, N) over the last N = output_length (default T)
-        positions of x; position t sees only x[t-R .. t-1], silence before x[0].
+        positions of x; position t sees only x[t-R .. t-1], silence before x[0], and
+        the frames t // hop and t // hop + 1 (see layers.FrameUpsampler). offset: the
+        frames' position of x[0] (default 0; the samplers start one step early).
         """
         B, T = x.shape[0], x.shape[-1]
         N = T if output_length is None else output_length
         self.check_speaker(speaker, B)
+        self.check_features(features, B)
         R = self.receptive_field
         history = causal_inputs(x, R, N, self.silence)  # (B, [levels,] N + R - 1)
         h = self.embed(history)  # (B, hidden, N + R - k)
         skips = 0
         for layer in self.layers:
-            h, skip = layer(h, speaker, N)
+            n = h.shape[-1] - layer.dilated.reach  # the layer's outputs: positions T - n .. T - 1
+            h, skip = layer(h, speaker, N, self.local_terms(layer, features, offset + T - n, n))
             skips = skips + skip  # (B, out_hidden, N)
         return self.head(skips)
+
+    def local_terms(self, layer, features, start, length):
+        """`layer`'s local conditioning at positions start .. start+length-1: (B, 2*hidden, length), or None.
+
+        The layer's 1x1 projection runs on the frames, then the upsampler interpolates: the same
+        result as upsampling first, since the upsampler's kernel is shared by every channel.
+        """
+        if features is None:
+            return None
+        return self.upsample(layer.features(features), start, length)
 
     def embed(self, x):
         """Causal input convolution: x (B, T) codes or (B, levels, T) one-hot -> (B, hidden, T - k + 1)."""
@@ -219,3 +251,15 @@ class WaveNet(nn.Module):
             raise ValueError(f"speaker must be a long tensor of shape ({batch},)")
         if speaker.min() < 0 or speaker.max() >= self.num_speakers:
             raise ValueError(f"speaker out of range 0..{self.num_speakers - 1}: got {speaker.tolist()}")
+
+    def check_features(self, features, batch):
+        """Raise ValueError unless `features` fits this model (None iff not locally conditioned)."""
+        if self.cin_channels == 0:
+            if features is not None:
+                raise ValueError("this WaveNet has no local conditioning: pass features=None")
+            return
+        if features is None or features.dim() != 3 or features.shape[:2] != (batch, self.cin_channels):
+            shape = None if features is None else tuple(features.shape)
+            raise ValueError(
+                f"features must be a float tensor of shape ({batch}, {self.cin_channels}, frames), got {shape}"
+            )

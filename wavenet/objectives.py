@@ -33,18 +33,19 @@ def pixelcnn_nll(levels):
     return loss
 
 
-def wavenet_nll(scored, conditioned):
-    """Loss for WaveNet windows (codes long (B, R + scored), speakers (B,)).
+def wavenet_nll(scored, conditioned, local=False):
+    """Loss for WaveNet windows (codes long (B, R + scored), speakers (B,)[, frames (B, bands, F)]).
 
     Only the last `scored` samples of each window count: the first receptive field
-    exists to give them full context, as the original masked it.
+    exists to give them full context, as the original masked it. conditioned: pass the
+    speakers to the model; local: the windows carry feature frames for its local conditioning.
     Returns loss(model, batch) -> (nll summed over scored samples in nats, scored samples).
     """
 
     def loss(model, batch):
-        codes, speaker = batch
-        codes = codes.long()
-        logits = model(codes, speaker if conditioned else None, output_length=scored)  # (B, levels, scored)
+        codes, speaker = batch[0].long(), batch[1] if conditioned else None
+        features = batch[2] if local else None
+        logits = model(codes, speaker, features, output_length=scored)  # (B, levels, scored)
         target = codes[:, -scored:]
         return F.cross_entropy(logits.float(), target, reduction="sum"), target.numel()
 

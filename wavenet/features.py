@@ -1,0 +1,119 @@
+"""Log-mel features for WaveNet's local conditioning: one function for preprocessing and for inference.
+
+A frame is the log of a mel-scaled magnitude spectrum, ln(max(mel, 1e-5)) as in Tacotron 2's and
+HiFi-GAN's vocoders, over a Hann window centred on sample f * hop (librosa's center=True, with
+silence beyond both ends). The audio is first padded with silence to a whole number of hops, so T
+samples give ceil(T / hop) + 1 frames: every sample lies between two frames, which is what
+`layers.FrameUpsampler` needs. A feature file for `infer_wavenet.py --mel FILE.npy` holds these
+frames as float32 (frames, bands), before normalisation; generation gives (frames - 1) * hop samples.
+
+`MelSettings` is everything that defines a frame; preprocessing stores it, with the per-band mean
+and standard deviation of its corpus (`normalise`), in the folder's meta file, and training copies
+both into the snapshot, so inference computes exactly the features the model was trained on.
+"""
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import UserError
+
+HOP_SECONDS = 0.0125  # 12.5 ms between frames, as in Tacotron 2 (200 samples at 16 kHz)
+WINDOW_HOPS = 4  # a 50 ms analysis window
+LOG_FLOOR = 1e-5  # the magnitude below which every value reads as silence: ln(1e-5) = -11.5
+
+
+@dataclass(frozen=True)
+class MelSettings:
+    """What defines a log-mel frame; stored as a dict (`asdict`) in meta files and snapshots."""
+
+    rate: int  # Hz of the audio
+    bands: int  # mel bands per frame: the model's cin_channels
+    hop: int  # samples between frame centres: the model's hop_length
+    window: int  # samples in the Hann window
+    fft: int  # FFT size: the window zero-padded to a power of two
+    fmin: float = 0.0  # Hz of the lowest mel band's lower edge
+    fmax: float | None = None  # Hz of the highest band's upper edge; None: rate / 2
+
+    @classmethod
+    def for_rate(cls, rate, bands, hop=None, window=None):
+        """Defaults for `rate`: a 12.5 ms hop and a window of four hops; UserError if the bands cannot fit."""
+        hop = hop or max(1, round(rate * HOP_SECONDS))
+        window = window or WINDOW_HOPS * hop
+        settings = cls(rate, bands, hop, window, 1 << math.ceil(math.log2(window)))
+        settings.check()
+        return settings
+
+    def check(self):
+        """UserError where some mel band would hold no FFT bin (too many bands for the window)."""
+        empty = int((mel_filters(self).max(axis=1) == 0).sum())
+        if empty:
+            raise UserError(
+                f"{self.bands} mel bands over a {self.window}-sample window at {self.rate:,} Hz leave {empty} "
+                "band(s) without a frequency bin; pass fewer bands to --mel or a longer --mel_window"
+            )
+
+    def frames_for(self, samples):
+        """Frames that `log_mel` gives for `samples` samples."""
+        return -(-samples // self.hop) + 1
+
+    @classmethod
+    def from_dict(cls, d):
+        """The settings a meta file or snapshot stored (its extra keys, such as the statistics, ignored)."""
+        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
+
+
+def mel_filters(settings):
+    """The mel filter bank (bands, fft // 2 + 1), librosa's Slaney-normalised one."""
+    import librosa
+
+    return librosa.filters.mel(
+        sr=settings.rate, n_fft=settings.fft, n_mels=settings.bands, fmin=settings.fmin, fmax=settings.fmax
+    )
+
+
+def log_mel(samples, settings):
+    """float samples (T,) at settings.rate -> log-mel frames float32 (ceil(T / hop) + 1, bands)."""
+    import librosa
+
+    # float64 throughout: the frames of a recording then come out the same in float32 whether it
+    # is analysed alone (inference) or with the padding preprocessing adds after it
+    samples = np.asarray(samples, dtype=np.float64)
+    padded = np.pad(samples, (0, -len(samples) % settings.hop))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "n_fft=.* is too large")  # a recording shorter than one window
+        stft = librosa.stft(
+            padded, n_fft=settings.fft, hop_length=settings.hop, win_length=settings.window, pad_mode="constant"
+        )
+    mel = mel_filters(settings).astype(np.float64) @ np.abs(stft)  # (bands, frames)
+    return np.log(np.maximum(mel, LOG_FLOOR)).T.astype(np.float32)
+
+
+def statistics(frame_sets):
+    """Per-band mean and standard deviation over all frames of an iterable of (frames, bands) arrays."""
+    count, total, squares = 0, 0.0, 0.0
+    for frames in frame_sets:
+        frames = frames.astype(np.float64)
+        count += len(frames)
+        total = total + frames.sum(0)
+        squares = squares + (frames**2).sum(0)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0))
+    return mean.tolist(), np.maximum(std, 1e-3).tolist()  # a band constant over the corpus stays finite
+
+
+def normalise(frames, stored):
+    """Log-mel frames (..., frames, bands) -> what the model takes: per band, minus the corpus mean, over its std.
+
+    stored: the dict of a meta file or snapshot ("mean" and "std" lists of bands values).
+    """
+    mean = np.asarray(stored["mean"], dtype=np.float32)
+    std = np.asarray(stored["std"], dtype=np.float32)
+    return (frames - mean) / std
+
+
+def stored_settings(settings, mean, std):
+    """The dict a meta file and a snapshot store: the settings and the corpus statistics."""
+    return {**asdict(settings), "mean": list(mean), "std": list(std)}
