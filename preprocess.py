@@ -1,6 +1,7 @@
 """Cut a folder of speech recordings into chunks of mu-law codes for train_wavenet.py.
 
     python preprocess.py --data VCTK-Corpus/wav48 --output data/vctk --rate 16000 --stacks_num 5 --layers_num 10
+    python preprocess.py --data LibriSpeech/train-clean-100 --speaker_level 1 --output data/libri
 
 Each chunk is receptive_field(stacks_num, layers_num) + target_length samples long, so that every
 target sample sees a full receptive field of real audio.
@@ -24,7 +25,15 @@ def main(argv=None):
         "--data",
         required=True,
         help="Folder searched recursively for .wav and .flac files; a speaker is the name "
-        "of a file's folder (VCTK: wav48/p225/p225_001.wav)",
+        "of a file's folder (VCTK: wav48/p225/p225_001.wav) unless --speaker_level says otherwise",
+    )
+    parser.add_argument(
+        "--speaker_level",
+        type=argtypes.non_negative_int,
+        default=None,
+        help="Take each file's speaker from the folder this many levels below --data, named by its path "
+        "from --data (LibriSpeech speaker/chapter/file.flac: 1 = speaker, 2 = chapter); 0: one speaker "
+        "for all files. Default: the name of the folder holding each file",
     )
     parser.add_argument(
         "--output", default=os.path.join("data", "vctk"), help="Folder for the vctk_* files (created if missing)"
@@ -78,8 +87,10 @@ def main(argv=None):
         flush_every=args.flush_every,
         levels=args.levels,
         receptive_field=geometry.receptive_field,
+        speaker_level=args.speaker_level,
     )
     print(summary.format_summary())
+    print(summary.format_speakers())
     print(
         f"saved in {printable(args.output)}: {corpus.CODES_FILE}, {corpus.SPEAKERS_FILE}, {corpus.RECORDINGS_FILE}, "
         f"{corpus.META_FILE}"

@@ -22,10 +22,11 @@ from .audio import (
 from .corpus import CODES_FILE, FORMAT, MAX_LEVELS, META_FILE, RECORDINGS_FILE, SPEAKERS_FILE
 from .decoding import TOO_SHORT, decode_files
 from .errors import UserError
-from .recordings import find_audio, speaker_of
+from .recordings import find_audio, speakers_of
 from .report import bar as progress_bar
 
 SHOW_UNREADABLE = 3  # unreadable files named in the summary line; the log names all of them
+SPEAKERS_SHOWN = 5  # speakers the speaker line lists by name; LibriSpeech has 2,484
 # what a full, failing or read-only disk answers a write (other OSErrors, from decoding, pass through)
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
 
@@ -45,7 +46,9 @@ class PreprocessSummary:
     too_short: list = field(default_factory=list)  # paths relative to the data folder (audio.printable)
     unreadable: list = field(default_factory=list)  # (relative path, reason)
     refused: list = field(default_factory=list)  # (relative path, reason): sample rates not resampled
-    speakers: list = field(default_factory=list)
+    speakers: list = field(default_factory=list)  # names, in id order
+    speaker_files: list = field(default_factory=list)  # files that gave chunks, per speaker of `speakers`
+    speaker_level: int | None = None  # how speakers were picked (recordings.speakers_of)
 
     def add(self, name, result):
         """Count one file's FileChunks; `name` is its path relative to the data folder, printable."""
@@ -86,6 +89,22 @@ class PreprocessSummary:
 
     __str__ = format_summary
 
+    def format_speakers(self):
+        """One line: how many speakers, how they were picked, the first SPEAKERS_SHOWN with their files."""
+        n, level = len(self.speakers), self.speaker_level
+        if level is None:
+            rule = ", each the folder holding its files"
+        elif level == 0:
+            rule = " for all files (--speaker_level 0)"
+        else:
+            rule = f", each a folder {level} level{'' if level == 1 else 's'} below --data"
+        shown = [
+            f"{name} ({count} file{'' if count == 1 else 's'})"
+            for name, count in zip(self.speakers[:SPEAKERS_SHOWN], self.speaker_files)
+        ]
+        more = f", ... ({n - SPEAKERS_SHOWN} more)" if n > SPEAKERS_SHOWN else ""
+        return f"{n} speaker{'' if n == 1 else 's'}{rule}: {', '.join(shown)}{more}"
+
 
 def first_few(names):
     """The first SHOW_UNREADABLE of `names`, comma-separated, and how many more."""
@@ -99,15 +118,28 @@ def format_duration(seconds):
     return f"{seconds / 3600:.2f} h" if seconds >= 36 else f"{seconds:.1f} s"
 
 
-def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, levels=256, receptive_field=None):
+def preprocess(
+    data,
+    output,
+    rate,
+    chunk_length,
+    workers=1,
+    flush_every=100,
+    levels=256,
+    receptive_field=None,
+    speaker_level=None,
+):
     """Turn the audio under `data` into chunks of `chunk_length` mu-law codes in folder `output`.
 
     chunk_length: the length of a training window, windows.WindowGeometry(receptive_field,
     target_length).length, computed by the caller. workers: processes decoding files (1 runs in this
     process). flush_every: chunks buffered between writes. receptive_field: recorded in the meta file,
-    and that much silence leads each file in. Returns a PreprocessSummary; raises UserError if nothing
-    is usable. The four files are committed as a whole (see corpus), so the folder keeps its previous
-    output, whole, until the new one is complete.
+    and that much silence leads each file in. speaker_level: which folder names a file's speaker
+    (recordings.speakers_of); the meta file records it, except the default None (each file's folder),
+    so that such folders stay byte for byte what they were before the flag. Returns a
+    PreprocessSummary; raises UserError if nothing is usable or a file lies above speaker_level. The
+    four files are committed as a whole (see corpus), so the folder keeps its previous output, whole,
+    until the new one is complete.
     """
     if not 2 <= levels <= MAX_LEVELS:
         raise UserError(f"levels {levels}: codes are stored in one byte, pass 2..{MAX_LEVELS}")
@@ -116,9 +148,12 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
             f"rate, chunk_length, workers and flush_every must be positive, got "
             f"{rate}, {chunk_length}, {workers}, {flush_every}"
         )
+    if speaker_level is not None and speaker_level < 0:
+        raise ValueError(f"speaker_level must be None or >= 0, got {speaker_level}")
     if not MIN_RATE <= rate <= MAX_RATE:
         raise UserError(f"--rate {rate:,}: pass a sample rate from {MIN_RATE:,} to {MAX_RATE:,} Hz")
     files = find_audio(data)
+    speakers = speakers_of(files, data, speaker_level)  # before any decoding: a too shallow file ends the run now
     try:
         os.makedirs(output, exist_ok=True)
     except OSError as e:
@@ -131,7 +166,19 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
     except OSError as e:
         raise UserError(f"output folder {output!r}: cannot write in it ({e.strerror}); pick another --output") from None
     try:
-        summary = write_staged(data, files, staging, rate, chunk_length, workers, flush_every, levels, receptive_field)
+        summary = write_staged(
+            data,
+            files,
+            speakers,
+            speaker_level,
+            staging,
+            rate,
+            chunk_length,
+            workers,
+            flush_every,
+            levels,
+            receptive_field,
+        )
         corpus_commit.commit(output, staging)
     except BaseException:
         corpus_commit.discard(staging)  # Ctrl-C or an error: the previous output stays, and nothing else
@@ -139,10 +186,18 @@ def preprocess(data, output, rate, chunk_length, workers=1, flush_every=100, lev
     return summary
 
 
-def write_staged(data, files, staging, rate, chunk_length, workers, flush_every, levels, receptive_field):
-    """Decode `files` and write the four output files into folder `staging`, each fsynced, meta last."""
+def write_staged(
+    data, files, speakers, speaker_level, staging, rate, chunk_length, workers, flush_every, levels, receptive_field
+):
+    """Decode `files` and write the four output files into folder `staging`, each fsynced, meta last.
+
+    speakers: the speaker name of each file, named by speaker_level (recordings.speakers_of).
+    """
     base = data if os.path.isdir(data) else os.path.dirname(data)
-    summary = PreprocessSummary(files_found=len(files), rate=rate, chunk_length=chunk_length)
+    speaker_by_path = dict(zip(files, speakers))
+    summary = PreprocessSummary(
+        files_found=len(files), rate=rate, chunk_length=chunk_length, speaker_level=speaker_level
+    )
     file_speakers = []  # (speaker name, chunks, samples) per file that gave chunks, in file order
 
     def write_codes(f):
@@ -160,7 +215,7 @@ def write_staged(data, files, staging, rate, chunk_length, workers, flush_every,
                     continue
                 pending.append(result.codes)
                 pending_rows += len(result.codes)
-                file_speakers.append((speaker_of(path), len(result.codes), result.samples))
+                file_speakers.append((speaker_by_path[path], len(result.codes), result.samples))
                 if pending_rows >= flush_every:
                     f.write(np.concatenate(pending).tobytes())
                     pending, pending_rows = [], 0
@@ -176,6 +231,9 @@ def write_staged(data, files, staging, rate, chunk_length, workers, flush_every,
     write_file(os.path.join(staging, CODES_FILE), write_codes)
     summary.speakers = sorted({name for name, _, _ in file_speakers})
     index = {name: i for i, name in enumerate(summary.speakers)}
+    summary.speaker_files = [0] * len(index)
+    for name, _, _ in file_speakers:
+        summary.speaker_files[index[name]] += 1
     if len(index) > np.iinfo(np.int16).max:
         raise UserError(f"{len(index)} speaker folders: at most {np.iinfo(np.int16).max} are supported")
     speaker_ids = np.concatenate([np.full(n, index[name], dtype=np.int16) for name, n, _ in file_speakers])
@@ -198,6 +256,8 @@ def write_staged(data, files, staging, rate, chunk_length, workers, flush_every,
         "refused": [name for name, _ in summary.refused],
         "files": corpus.commit_record(staging),  # what this meta file commits: readers check it
     }
+    if speaker_level is not None:
+        meta["speaker_level"] = speaker_level
     text = json.dumps(meta, indent=1, sort_keys=True) + "\n"
     write_file(os.path.join(staging, META_FILE), lambda f: f.write(text.encode()))
     return summary

@@ -70,3 +70,65 @@ def find_audio(data):
 def speaker_of(path):
     """VCTK keeps each speaker in a folder (wav48/p225/p225_001.wav): the name of the file's folder, printable."""
     return printable(os.path.basename(os.path.dirname(os.path.abspath(path))))
+
+
+def speakers_of(files, data, level=None):
+    """The speaker name of each of `files` (paths under folder `data`, as find_audio lists them), in their order.
+
+    level None (the default): the name of the file's folder (speaker_of). Folders of one name at
+    different paths are then one speaker, as they always were; a warning names them.
+    level 0: one speaker for all files, named after the data folder.
+    level N >= 1: the folder N levels below `data`, named by its path from `data` with "/" between
+    folders, so that folders of one name under different parents stay apart. LibriSpeech
+    (speaker/chapter/file.flac): level 1 gives speakers "103", level 2 chapters "103/1240".
+    `data` may be a file (find_audio's one-file list): it then lies 0 levels below its folder.
+
+    UserError (naming a file and the fix) if a file lies fewer than N folders below `data`: putting it
+    in some other speaker would train that speaker on another voice without a word.
+    """
+    if level is None:
+        names = [speaker_of(path) for path in files]
+        _warn_merged(files, names, data)
+        return names
+    base = data if os.path.isdir(data) else os.path.dirname(data)
+    if level == 0:
+        return [printable(os.path.basename(os.path.abspath(base)) or os.path.abspath(base))] * len(files)
+    folders = [os.path.relpath(path, base).split(os.sep)[:-1] for path in files]  # from base down to the file
+    shallow = [(path, len(parts)) for path, parts in zip(files, folders) if len(parts) < level]
+    if shallow:
+        path, depth = shallow[0]
+        others = f", as do {len(shallow) - 1} more of the {len(files)} files" if len(shallow) > 1 else ""
+        lowest = min(len(parts) for parts in folders)  # the deepest level that every file reaches
+        fix = f"--speaker_level {lowest} or lower (0: one speaker)" if lowest else "--speaker_level 0 (one speaker)"
+        those = "that file" if len(shallow) == 1 else "those files"
+        move = f", or move {those} into speaker folders" if len(shallow) < len(files) else ""
+        raise UserError(
+            f"--speaker_level {level} takes each speaker from the folder {_levels(level)} below --data "
+            f"{printable(data)!r}, but {printable(os.path.relpath(path, base))!r} lies {_levels(depth, 'folder')} "
+            f"below it{others}; pass {fix}{move}"
+        )
+    return ["/".join(printable(part) for part in parts[:level]) for parts in folders]
+
+
+def _warn_merged(files, names, data):
+    """Warn where one name of speaker_of stands for folders at several paths (wav/p225 beside raw/p225,
+    VCTK's wav48/p225 beside wav48_silence_trimmed/p225): the default makes them one speaker."""
+    base = data if os.path.isdir(data) else os.path.dirname(data)
+    folders = {}  # speaker name -> the folders it stands for, relative to base
+    for path, name in zip(files, names):
+        folders.setdefault(name, set()).add(printable(os.path.relpath(os.path.dirname(path), base)))
+    merged = {name: sorted(paths) for name, paths in folders.items() if len(paths) > 1}
+    if merged:
+        name = min(merged)
+        log.warning(
+            "%d speaker name(s) stand for folders at several paths, such as %s (%s): each name is one speaker; "
+            "pass --speaker_level N to take speakers from the folders N levels below --data instead",
+            len(merged),
+            name,
+            ", ".join(merged[name][:3]) + (f" and {len(merged[name]) - 3} more" if len(merged[name]) > 3 else ""),
+        )
+
+
+def _levels(n, unit="level"):
+    """'1 level', '2 levels'."""
+    return f"{n} {unit}{'' if n == 1 else 's'}"
