@@ -7,11 +7,14 @@ import re
 import torch
 
 from wavenet import argtypes, checkpoint, cli, estimates, limits
-from wavenet.audio import load_audio, mu_law_decode, mu_law_encode, write_wav
+from wavenet.audio import load_audio, mu_law_decode, mu_law_encode, printable, write_wav
 from wavenet.errors import UserError
+from wavenet.features import read_feature_file
 from wavenet.files import writable_folder
 from wavenet.plots import plot_audio
-from wavenet.wavenet_sampling import estimated_seconds, generate
+from wavenet.wavenet_sampling import estimated_seconds, generate, samples_for
+
+DEFAULT_LENGTH = 4096
 
 
 def parse_args(argv=None):
@@ -30,7 +33,18 @@ def parse_args(argv=None):
     parser.add_argument("--label", help="Speaker to generate: an index or a name such as p225")
     parser.add_argument("--count", "-c", type=argtypes.positive_int, default=10, help="Number of samples to generate")
     parser.add_argument("--rate", type=argtypes.positive_int, help="Sample rate in Hz (must match the snapshot)")
-    parser.add_argument("--length", type=argtypes.positive_int, default=4096, help="Output sample length")
+    parser.add_argument(
+        "--length",
+        type=argtypes.positive_int,
+        help=f"Output sample length (default: {DEFAULT_LENGTH}; with --mel, what its frames cover)",
+    )
+    parser.add_argument(
+        "--mel",
+        metavar="FILE",
+        help="Local conditioning for a model trained on log-mel features: a .wav/.flac recording to "
+        "resynthesise (its features computed as preprocess.py did), or a .npy file of log-mel frames "
+        "(frames, bands) float32 as wavenet.features.log_mel computes them; the output covers the frames",
+    )
     parser.add_argument(
         "--seed",
         type=argtypes.seed,
@@ -76,6 +90,28 @@ def speaker_index(label, speakers, model):
     )
 
 
+def local_conditioning(args, model, meta):
+    """--mel as (normalised frames (bands, F) tensor, lead-in codes (P,)) and the output length, or Nones
+    and --length for a model without local conditioning; UserError where --mel and the model disagree."""
+    if not model.cin_channels:
+        if args.mel:
+            raise UserError(f"--mel {args.mel}: {args.model!r} has no local conditioning; drop --mel")
+        return None, None, args.length or DEFAULT_LENGTH
+    if not args.mel:
+        raise UserError(
+            f"{args.model!r} is conditioned on {model.cin_channels} log-mel bands: pass --mel with a "
+            ".wav/.flac recording to resynthesise or a .npy file of frames"
+        )
+    for flag in ("length", "prime"):
+        if getattr(args, flag) is not None:
+            raise UserError(f"--{flag}: with --mel the frames set what is generated; drop --{flag}")
+    frames, lead_in = read_feature_file(args.mel, meta["features"])
+    length = samples_for(model, frames.shape[1]) - lead_in
+    # the lead-in is silence, as preprocess put before each recording: the frames cover it, and the
+    # samples continue it
+    return torch.from_numpy(frames), torch.full((lead_in,), model.silence), length
+
+
 def check_request(model, args, device):
     """UserError for a --count x --length that cannot fit in memory or would take more than limits.MAX_SECONDS."""
     what = f"--count {args.count} x --length {estimates.format_count(args.length)}"
@@ -110,7 +146,7 @@ def main(argv=None):
             f"{args.model!r} does not record its sample rate (data from the original preprocess.py); pass --rate"
         )
     speaker = speaker_index(args.label, meta.get("speakers"), model)
-    prime = None
+    features, prime, args.length = local_conditioning(args, model, meta)
     if args.prime:
         prime = torch.from_numpy(mu_law_encode(load_audio(args.prime, rate), model.levels)).long()
     device = cli.select_device(args.gpu)
@@ -125,6 +161,7 @@ def main(argv=None):
         temperature=args.temperature,
         generator=torch.Generator(device).manual_seed(args.seed),
         method=args.method,
+        features=None if features is None else features.to(device),
     )
     for i, sample in enumerate(codes.cpu().numpy()):
         path = os.path.join(args.output, f"sample_{i}.wav")
@@ -136,6 +173,8 @@ def main(argv=None):
             os.remove(path[:-4] + ".png")  # the plot of the wav just replaced
     files = "wav file" if args.count == 1 else "wav files"
     of = "" if speaker is None else f", speaker {meta['speakers'][speaker]}"
+    if features is not None:
+        of += f", conditioned on the {features.shape[1]} log-mel frames of {printable(args.mel)}"
     print(
         f"wrote {args.count} {files} of {args.length:,} samples ({args.length / rate:.2f} s at {rate} Hz{of}) "
         f"to {args.output}/"

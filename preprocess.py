@@ -10,8 +10,9 @@ target sample sees a full receptive field of real audio.
 import argparse
 import os
 
-from wavenet import argtypes, cli, corpus, receptive_field
+from wavenet import argtypes, cli, corpus, features, receptive_field
 from wavenet.audio import printable
+from wavenet.errors import UserError
 from wavenet.files import writable_folder
 from wavenet.preprocessing import preprocess
 from wavenet.windows import WindowGeometry
@@ -74,9 +75,38 @@ def main(argv=None):
         default=256,
         help="Number of mu-law levels (2..256; one byte per sample)",
     )
+    parser.add_argument(
+        "--mel",
+        type=argtypes.non_negative_int,
+        default=0,
+        metavar="N",
+        help="Also store N log-mel bands per frame (80 is usual) for a locally conditioned WaveNet, a vocoder; 0: none",
+    )
+    parser.add_argument(
+        "--mel_hop",
+        type=argtypes.positive_int,
+        help=f"Samples between log-mel frames (default: {features.HOP_SECONDS * 1000:g} ms at --rate); "
+        "--target_length is rounded up to a whole number of hops",
+    )
+    parser.add_argument(
+        "--mel_window",
+        type=argtypes.positive_int,
+        help=f"Samples in each frame's analysis window (default: {features.WINDOW_HOPS} hops)",
+    )
     args = parser.parse_args(argv)
 
     writable_folder(args.output, "--output")
+    mel = None
+    if args.mel:
+        mel = features.MelSettings.for_rate(args.rate, args.mel, args.mel_hop, args.mel_window)
+        if args.target_length % mel.hop:
+            rounded = -(-args.target_length // mel.hop) * mel.hop
+            print(
+                f"--target_length {args.target_length} rounded up to {rounded}: {rounded // mel.hop} hops of {mel.hop}"
+            )
+            args.target_length = rounded
+    elif args.mel_hop or args.mel_window:
+        raise UserError("--mel_hop and --mel_window set the log-mel frames: pass --mel N too")
     geometry = WindowGeometry(receptive_field(args.stacks_num, args.layers_num), args.target_length)
     summary = preprocess(
         args.data,
@@ -88,13 +118,18 @@ def main(argv=None):
         levels=args.levels,
         receptive_field=geometry.receptive_field,
         speaker_level=args.speaker_level,
+        mel=mel,
     )
     print(summary.format_summary())
     print(summary.format_speakers())
-    print(
-        f"saved in {printable(args.output)}: {corpus.CODES_FILE}, {corpus.SPEAKERS_FILE}, {corpus.RECORDINGS_FILE}, "
-        f"{corpus.META_FILE}"
-    )
+    saved = [corpus.CODES_FILE, corpus.SPEAKERS_FILE, corpus.RECORDINGS_FILE, corpus.META_FILE]
+    if mel:
+        print(
+            f"log-mel features: {mel.bands} bands, hop {mel.hop} samples ({mel.hop / mel.rate * 1000:g} ms), "
+            f"window {mel.window} samples, {mel.fft}-point FFT"
+        )
+        saved.insert(3, corpus.FEATURES_FILE)
+    print(f"saved in {printable(args.output)}: {', '.join(saved)}")
 
 
 if __name__ == "__main__":

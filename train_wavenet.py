@@ -10,7 +10,7 @@ from wavenet.files import writable_folder
 from wavenet.launch import train
 from wavenet.models import WaveNetConfig
 from wavenet.objectives import wavenet_nll
-from wavenet.splits import describe_split, train_val_split
+from wavenet.splits import describe_split, split_by_recording
 from wavenet.training import Task, seed_everything
 from wavenet.windows import AudioWindows, WindowsDoNotFit
 
@@ -44,8 +44,14 @@ def build_parser():
         "--val_fraction",
         type=argtypes.fraction,
         default=0.05,
-        help="Share of the windows held out for validation, as whole recordings (every "
-        "speaker keeps one for training); with one recording, a share of its windows",
+        help="Share of the windows held out for validation: whole recordings, and the end of one cut off "
+        "at a window boundary to come close to the share (every speaker keeps training windows)",
+    )
+    parser.add_argument(
+        "--no_local_conditioning",
+        action="store_true",
+        help="Ignore the log-mel features of a folder preprocessed with --mel: an unconditioned WaveNet "
+        "(by default such a folder trains a locally conditioned one, a vocoder)",
     )
     return parser
 
@@ -62,6 +68,7 @@ def main(argv=None):
     windows = AudioWindows(args.data, levels=args.levels)
     seed_everything(args.seed)
     speakers = len(windows.speakers)
+    mel = None if args.no_local_conditioning else windows.mel  # the folder's feature settings, or None
     config = WaveNetConfig(
         args.levels,
         args.hidden_dim,
@@ -69,6 +76,8 @@ def main(argv=None):
         args.stacks_num,
         args.layers_num,
         num_speakers=speakers if speakers > 1 else 0,
+        cin_channels=mel["bands"] if mel else 0,
+        hop_length=mel["hop"] if mel else 0,
     )
     limits.check_training_memory(config, args.batchsize, device)  # before the model is built
     model = WaveNet(**dataclasses.asdict(config))
@@ -82,11 +91,9 @@ def main(argv=None):
             f"--layers_num {args.layers_num}) needs {R}; rerun preprocess.py with --stacks_num "
             f"{args.stacks_num} --layers_num {args.layers_num}"
         ) from None
-    train_set, val_set = train_val_split(
-        windows, args.val_fraction, args.seed, groups=windows.recording, speakers=windows.speaker_ids
-    )
+    train_set, val_set = split_by_recording(windows, args.val_fraction, args.seed)
     if environment().rank == 0:  # once per run, not once per torchrun process
-        print(describe_split(train_set, val_set, windows.recording, args.val_fraction))
+        print(describe_split(train_set, val_set, windows, args.val_fraction, SPEAKERS_SHOWN))
         shown = SPEAKERS_SHOWN
         names = ", ".join(windows.speakers[:shown]) + (f", ... ({speakers - shown} more)" if speakers > shown else "")
         print(
@@ -94,8 +101,13 @@ def main(argv=None):
             if model.num_speakers
             else f"one speaker ({names}): no speaker conditioning"
         )
+        if mel:
+            hop = f"hop {mel['hop']} samples ({mel['hop'] / mel['rate'] * 1000:g} ms)"
+            print(f"local conditioning on {mel['bands']} log-mel bands, {hop}")
+        elif windows.mel:
+            print("no local conditioning (--no_local_conditioning): the folder's log-mel features are ignored")
     task = Task(
-        loss=wavenet_nll(scored, conditioned=model.num_speakers > 0),
+        loss=wavenet_nll(scored, conditioned=model.num_speakers > 0, local=mel is not None),
         dims=1,
         meta={
             "rate": windows.rate,
@@ -103,6 +115,7 @@ def main(argv=None):
             "speakers": windows.speakers,
             "receptive_field": R,
             "target_length": scored,
+            "features": mel,  # what infer_wavenet.py --mel computes frames with (None: unconditioned)
         },
     )
     train(model, task, train_set, val_set, cli.settings_from_args(args), device, vars(args))

@@ -11,6 +11,14 @@ A folder written by `preprocessing.preprocess` holds four files:
                                                   order: recording f fills the next ceil(samples / chunk_length) rows
     vctk_meta.json       {"format", "rate", "chunk_length", "levels", "speakers", "chunks", "files", ...}
 
+and, written by `preprocess.py --mel N`, a fifth:
+
+    vctk_features.npy    float32 (frames, N)          log-mel frames (features.log_mel) of each recording,
+                                                  lead-in and padding included, recording after recording:
+                                                  MelSettings.frames_for(rows * chunk_length) each;
+                                                  meta["features"] holds the MelSettings, the per-band
+                                                  "mean" and "std" over all of them, and "lead_in"
+
 Format 1 folders have no vctk_recordings.npy: there each chunk counts as a recording of its own.
 The folders of the original Chainer preprocess.py are read by `legacy_corpus`.
 
@@ -23,7 +31,8 @@ sha256 of the whole file up to FINGERPRINT_WHOLE bytes, else of FINGERPRINT_BLOC
 over it, first and last included: a few hundred KiB read at every start however large the codes are,
 and any two runs whose codes differ in shape or in nearly all bytes (other audio, other --levels) differ.
 
-Only the standard library and numpy: the command-line modules import this one at their top.
+Only the standard library, numpy and `features` (which loads librosa only to compute frames): the
+command-line modules import this one at their top.
 """
 
 import hashlib
@@ -34,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import UserError
+from .features import MelSettings
 
 FORMAT = 2
 READABLE_FORMATS = (1, 2)  # format 1 had no vctk_recordings.npy
@@ -42,8 +52,9 @@ CODES_FILE = PREFIX + "codes.npy"
 SPEAKERS_FILE = PREFIX + "speakers.npy"
 RECORDINGS_FILE = PREFIX + "recordings.npy"
 META_FILE = PREFIX + "meta.json"
-ARRAY_FILES = (CODES_FILE, SPEAKERS_FILE, RECORDINGS_FILE)
-OUTPUT_FILES = (*ARRAY_FILES, META_FILE)  # the order they are moved in: meta last
+FEATURES_FILE = PREFIX + "features.npy"  # only in folders preprocessed with --mel
+ARRAY_FILES = (CODES_FILE, SPEAKERS_FILE, RECORDINGS_FILE)  # in every folder
+OUTPUT_FILES = (*ARRAY_FILES, FEATURES_FILE, META_FILE)  # the order they are moved in: meta last
 MAX_LEVELS = 256  # codes are stored as uint8
 JOURNAL = "." + PREFIX + "commit"  # committed files not yet moved into the folder
 FINGERPRINT_WHOLE = 1 << 20  # files up to 1 MiB (speakers, recordings, small codes) are hashed whole
@@ -65,6 +76,8 @@ class StoredChunks(NamedTuple):
     rate: int | None  # Hz, None where the folder does not say
     receptive_field: int | None  # what the chunks were cut for, None where unknown
     codes_checked: bool = True  # False: codes too large to scan at opening; check each window read
+    features: np.ndarray | None = None  # float32 (frames, bands) memory-mapped log-mel frames, or None
+    mel: dict | None = None  # meta["features"]: MelSettings, "mean", "std", "lead_in"; None without features
 
 
 def read_folder(folder):
@@ -87,9 +100,20 @@ def read_folder(folder):
     recording_samples = load_recordings(folder, meta)
     codes = open_codes(folder, chunks, chunk_length)
     codes_checked = check_codes(path_of(folder, CODES_FILE), codes, levels)
+    mel = meta.get("features")
+    features = None
+    if mel is not None:
+        features = open_features(folder, mel)
+        stored = -(-recording_samples // chunk_length) * chunk_length  # samples of each recording, padded
+        frames = int(MelSettings.from_dict(mel).frames_for(stored).sum())
+        if len(features) != frames:
+            raise UserError(
+                f"{path_of(folder, FEATURES_FILE)!r} holds {len(features):,} frames, but its codes need "
+                f"{frames:,} (the features and codes disagree in length); rerun preprocess.py --mel"
+            )
     verify_commit(folder, meta)  # last: a specific fault above says more than "mixes two runs"
     return StoredChunks(
-        codes, chunk_speakers, recording_samples, speakers, levels, rate, receptive_field, codes_checked
+        codes, chunk_speakers, recording_samples, speakers, levels, rate, receptive_field, codes_checked, features, mel
     )
 
 
@@ -120,8 +144,22 @@ META_KEYS = {
     ),
 }
 FORMAT_2_KEYS = {"recordings": (lambda v: _is_int(v, 1), "a positive integer")}
+
+
+def _is_mel(v):
+    """Whether `v` is a meta file's "features" entry (see features.stored_settings)."""
+    if not isinstance(v, dict) or not all(_is_int(v.get(k), 1) for k in ("rate", "bands", "hop", "window", "fft")):
+        return False
+    numbers = all(
+        isinstance(v.get(k), list) and len(v[k]) == v["bands"] and all(isinstance(x, (int, float)) for x in v[k])
+        for k in ("mean", "std")
+    )
+    return numbers and all(x > 0 for x in v["std"]) and _is_int(v.get("lead_in"), 0) and "fmin" in v and "fmax" in v
+
+
 OPTIONAL_KEYS = {
     "receptive_field": (lambda v: v is None or _is_int(v, 0), "an integer >= 0 or null"),
+    "features": (_is_mel, "the log-mel settings, per-band mean and std, and lead-in that preprocess.py --mel writes"),
     "files": (
         lambda v: (
             isinstance(v, dict)
@@ -182,13 +220,15 @@ def fingerprint(path):
 
 
 def commit_record(folder):
-    """meta["files"] for the arrays in `folder`: {name: {"bytes", "fingerprint"}}."""
+    """meta["files"] for the arrays in `folder`, the features file too where there is one:
+    {name: {"bytes", "fingerprint"}}."""
     return {
         name: {
             "bytes": os.path.getsize(os.path.join(folder, name)),
             "fingerprint": fingerprint(os.path.join(folder, name)),
         }
-        for name in ARRAY_FILES
+        for name in (*ARRAY_FILES, FEATURES_FILE)
+        if name in ARRAY_FILES or os.path.exists(os.path.join(folder, name))
     }
 
 
@@ -247,6 +287,23 @@ def load_recordings(folder, meta):
             f"{chunks} chunks of the meta file; rerun preprocess.py"
         )
     return samples
+
+
+def open_features(folder, mel):
+    """float32 (frames, bands): the log-mel frames of `folder`, memory-mapped (read only); None without features."""
+    if mel is None:
+        return None
+    path = path_of(folder, FEATURES_FILE)
+    try:
+        features = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path!r} is missing or unreadable ({e}); rerun preprocess.py --mel") from None
+    if features.dtype != np.float32 or features.ndim != 2 or features.shape[1] != mel["bands"]:
+        raise UserError(
+            f"{path!r} holds {features.dtype} {features.shape}, not the float32 (frames, {mel['bands']}) its meta "
+            "file describes; rerun preprocess.py --mel"
+        )
+    return features
 
 
 def open_codes(folder, chunks, chunk_length):

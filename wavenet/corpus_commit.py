@@ -15,11 +15,12 @@ keeps there, the folder lock included, and needs the parent folder writable.
 """
 
 import contextlib
+import json
 import os
 import re
 import shutil
 
-from .corpus import JOURNAL, OUTPUT_FILES, PREFIX
+from .corpus import FEATURES_FILE, JOURNAL, META_FILE, OUTPUT_FILES, PREFIX
 
 STAGING = re.compile(r"\." + PREFIX + r"staging\.(\d+)\.tmp")  # a run's files before their commit
 # what atomic_write left of our files before they were staged in a folder: .vctk_codes.npy.k3j9x_.tmp
@@ -74,11 +75,25 @@ def finish_commit(folder):
     journal = os.path.join(folder, JOURNAL)
     if not os.path.isdir(journal):
         return
+    if not commits_features(journal):
+        # an output without --mel replaces one with it: its features would only mislead
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(folder, FEATURES_FILE))
     for name in OUTPUT_FILES:
         if os.path.exists(os.path.join(journal, name)):
             _rename(os.path.join(journal, name), os.path.join(folder, name))
     _sync_folder(folder)
     _remove_tree(journal)
+
+
+def commits_features(journal):
+    """Whether the commit in `journal` has features; also True once its meta file has moved out, since
+    the stale features of an earlier output were removed before anything moved."""
+    try:
+        with open(os.path.join(journal, META_FILE), encoding="utf-8") as f:
+            return "features" in json.load(f)
+    except (OSError, ValueError):
+        return True
 
 
 def remove_stale(folder):

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .audio import AudioError, ImplausibleRate, load_audio, mu_law_encode
+from .features import log_mel
 
 TOO_SHORT = "shorter than one chunk"
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a process gets when its parent dies
@@ -27,14 +28,16 @@ class FileChunks(NamedTuple):
     problem: str | None  # None, TOO_SHORT or the AudioError message
     samples: int = 0
     refused: str | None = None  # why its sample rate was refused (audio.rate_problem), if it was
+    frames: np.ndarray | None = None  # float32 (features.MelSettings.frames_for(n * chunk_length), bands)
 
 
-def chunk_file(path, rate, chunk_length, levels, lead_in=0):
+def chunk_file(path, rate, chunk_length, levels, lead_in=0, mel=None):
     """Load, mu-law encode and cut one file into consecutive chunks (silence pads the last one).
 
     lead_in silence samples go before the recording, so that the first chunk teaches the model
-    to start from silence, as generation from scratch does. Runs in worker processes, so an
-    unreadable file comes back as a problem instead of an exception.
+    to start from silence, as generation from scratch does. mel: features.MelSettings of the
+    log-mel frames to compute over the same samples, lead-in and padding included. Runs in worker
+    processes, so an unreadable file comes back as a problem instead of an exception.
     """
     try:
         samples = load_audio(path, rate)
@@ -47,8 +50,10 @@ def chunk_file(path, rate, chunk_length, levels, lead_in=0):
         return FileChunks(None, len(samples) / rate, TOO_SHORT)
     n = -(-total // chunk_length)  # chunks, the last one padded
     silence = np.zeros(lead_in, samples.dtype), np.zeros(n * chunk_length - total, samples.dtype)
-    codes = mu_law_encode(np.concatenate([silence[0], samples, silence[1]]), levels)
-    return FileChunks(codes.astype(np.uint8).reshape(n, chunk_length), len(samples) / rate, None, total)
+    stream = np.concatenate([silence[0], samples, silence[1]])
+    codes = mu_law_encode(stream, levels).astype(np.uint8).reshape(n, chunk_length)
+    frames = None if mel is None else log_mel(stream, mel)
+    return FileChunks(codes, len(samples) / rate, None, total, frames=frames)
 
 
 def _exit_with_parent(parent):
@@ -73,9 +78,9 @@ def _exit_with_parent(parent):
         os._exit(1)
 
 
-def decode_files(paths, rate, chunk_length, levels, workers, lead_in=0):
+def decode_files(paths, rate, chunk_length, levels, workers, lead_in=0, mel=None):
     """Yield (path, chunk_file's FileChunks) for each path, in order, from `workers` processes (1: this one)."""
-    work = partial(chunk_file, rate=rate, chunk_length=chunk_length, levels=levels, lead_in=lead_in)
+    work = partial(chunk_file, rate=rate, chunk_length=chunk_length, levels=levels, lead_in=lead_in, mel=mel)
     if workers == 1:
         yield from zip(paths, map(work, paths))
         return

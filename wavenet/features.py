@@ -13,6 +13,7 @@ both into the snapshot, so inference computes exactly the features the model was
 """
 
 import math
+import os
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -114,6 +115,57 @@ def normalise(frames, stored):
     return (frames - mean) / std
 
 
-def stored_settings(settings, mean, std):
-    """The dict a meta file and a snapshot store: the settings and the corpus statistics."""
-    return {**asdict(settings), "mean": list(mean), "std": list(std)}
+def stored_settings(settings, mean, std, lead_in):
+    """The dict a meta file and a snapshot store: the settings, the corpus statistics, and the
+    silence preprocessing put before each recording (its frames include it)."""
+    return {**asdict(settings), "mean": list(mean), "std": list(std), "lead_in": int(lead_in)}
+
+
+def recording_frames(samples, stored):
+    """A recording's log-mel frames as preprocessing computed them: with its lead-in of silence first."""
+    lead_in = np.zeros(stored["lead_in"], np.float32)
+    return log_mel(np.concatenate([lead_in, samples]), MelSettings.from_dict(stored))
+
+
+def read_feature_file(path, stored):
+    """Frames for `infer_wavenet.py --mel FILE` -> (normalised frames float32 (bands, F), lead-in samples).
+
+    FILE.wav/.flac: its recording_frames, to resynthesise it after `lead_in` samples of silence.
+    FILE.npy: log-mel frames (F, bands) float32 or float64 computed as `log_mel` does (another
+    model's output, say), from sample 0 (lead-in 0). UserError for anything else.
+    """
+    from .audio import AUDIO_EXTENSIONS, load_audio, printable
+
+    settings = MelSettings.from_dict(stored)
+    name = printable(path)
+    if path.lower().endswith(AUDIO_EXTENSIONS):
+        import soundfile as sf
+
+        from .audio import AudioError
+
+        try:
+            file_rate = sf.info(os.fsencode(path)).samplerate
+        except (sf.LibsndfileError, OSError, RuntimeError):
+            file_rate = settings.rate  # load_audio names the problem
+        if file_rate != settings.rate:
+            raise UserError(
+                f"--mel {name} is at {file_rate:,} Hz but the model was trained on {settings.rate:,} Hz features; "
+                f"resample it to {settings.rate:,} Hz first (for example: sox IN.wav -r {settings.rate} OUT.wav)"
+            )
+        try:
+            samples = load_audio(path, settings.rate)
+        except AudioError as e:
+            raise UserError(f"--mel {e}") from None
+        return normalise(recording_frames(samples, stored), stored).T.copy(), stored["lead_in"]
+    if not path.lower().endswith(".npy"):
+        raise UserError(f"--mel {name}: expected a .wav or .flac recording or a .npy file of log-mel frames")
+    try:
+        frames = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--mel {name}: cannot read it as a .npy array ({e})") from None
+    what = f"log-mel frames (frames, {settings.bands}) float32 as wavenet.features.log_mel writes them"
+    if frames.dtype not in (np.float32, np.float64) or frames.ndim != 2 or frames.shape[1] != settings.bands:
+        raise UserError(f"--mel {name} holds {frames.dtype} {frames.shape}; the model needs {what}")
+    if len(frames) < 2 or not np.isfinite(frames).all():
+        raise UserError(f"--mel {name} holds {len(frames)} frames, or non-finite values; the model needs {what}")
+    return normalise(frames.astype(np.float32), stored).T.copy(), 0

@@ -19,9 +19,10 @@ from .audio import (
     MIN_RATE,
     printable,
 )
-from .corpus import CODES_FILE, FORMAT, MAX_LEVELS, META_FILE, RECORDINGS_FILE, SPEAKERS_FILE
+from .corpus import CODES_FILE, FEATURES_FILE, FORMAT, MAX_LEVELS, META_FILE, RECORDINGS_FILE, SPEAKERS_FILE
 from .decoding import TOO_SHORT, decode_files
 from .errors import UserError
+from .features import statistics, stored_settings
 from .recordings import find_audio, speakers_of
 from .report import bar as progress_bar
 
@@ -128,6 +129,7 @@ def preprocess(
     levels=256,
     receptive_field=None,
     speaker_level=None,
+    mel=None,
 ):
     """Turn the audio under `data` into chunks of `chunk_length` mu-law codes in folder `output`.
 
@@ -136,7 +138,8 @@ def preprocess(
     process). flush_every: chunks buffered between writes. receptive_field: recorded in the meta file,
     and that much silence leads each file in. speaker_level: which folder names a file's speaker
     (recordings.speakers_of); the meta file records it, except the default None (each file's folder),
-    so that such folders stay byte for byte what they were before the flag. Returns a
+    so that such folders stay byte for byte what they were before the flag. mel: the
+    features.MelSettings of log-mel frames to store beside the codes (None: none). Returns a
     PreprocessSummary; raises UserError if nothing is usable or a file lies above speaker_level. The
     four files are committed as a whole (see corpus), so the folder keeps its previous output, whole,
     until the new one is complete.
@@ -178,6 +181,7 @@ def preprocess(
             flush_every,
             levels,
             receptive_field,
+            mel,
         )
         corpus_commit.commit(output, staging)
     except BaseException:
@@ -187,11 +191,23 @@ def preprocess(
 
 
 def write_staged(
-    data, files, speakers, speaker_level, staging, rate, chunk_length, workers, flush_every, levels, receptive_field
+    data,
+    files,
+    speakers,
+    speaker_level,
+    staging,
+    rate,
+    chunk_length,
+    workers,
+    flush_every,
+    levels,
+    receptive_field,
+    mel,
 ):
-    """Decode `files` and write the four output files into folder `staging`, each fsynced, meta last.
+    """Decode `files` and write the output files into folder `staging`, each fsynced, meta last.
 
-    speakers: the speaker name of each file, named by speaker_level (recordings.speakers_of).
+    speakers: the speaker name of each file, named by speaker_level (recordings.speakers_of);
+    mel: features.MelSettings of the log-mel frames to write too, or None.
     """
     base = data if os.path.isdir(data) else os.path.dirname(data)
     speaker_by_path = dict(zip(files, speakers))
@@ -200,15 +216,15 @@ def write_staged(
     )
     file_speakers = []  # (speaker name, chunks, samples) per file that gave chunks, in file order
 
-    def write_codes(f):
-        # The .npy header has room for any row count (numpy pads it for in-place growth), so write
-        # it with 0 rows, stream the rows, then rewrite it with the final count.
-        header = {"descr": "|u1", "fortran_order": False, "shape": (0, chunk_length)}
-        np.lib.format.write_array_header_1_0(f, header)
-        data_start = f.tell()
+    frame_counts = []  # with mel: how many frames each file gave (for the statistics)
+
+    def write_codes(f, features=None):
+        codes = NpyRows(f, np.uint8, chunk_length)
+        frames = None if features is None else NpyRows(features, np.float32, mel.bands)
         pending, pending_rows = [], 0
+        decoded = decode_files(files, rate, chunk_length, levels, workers, lead_in=receptive_field or 0, mel=mel)
         with progress_bar(total=len(files), unit="file", desc="preprocess") as bar:
-            for path, result in decode_files(files, rate, chunk_length, levels, workers, lead_in=receptive_field or 0):
+            for path, result in decoded:
                 bar.update()
                 summary.add(printable(os.path.relpath(path, base)), result)
                 if result.codes is None:
@@ -216,19 +232,28 @@ def write_staged(
                 pending.append(result.codes)
                 pending_rows += len(result.codes)
                 file_speakers.append((speaker_by_path[path], len(result.codes), result.samples))
+                if frames is not None:
+                    frames.append(result.frames)
+                    frame_counts.append(len(result.frames))
                 if pending_rows >= flush_every:
-                    f.write(np.concatenate(pending).tobytes())
+                    codes.append(np.concatenate(pending))
                     pending, pending_rows = [], 0
         if summary.chunks == 0:
             raise UserError(nothing_usable(data, summary))
         if pending:
-            f.write(np.concatenate(pending).tobytes())
-        f.seek(0)
-        np.lib.format.write_array_header_1_0(f, {**header, "shape": (summary.chunks, chunk_length)})
-        assert f.tell() == data_start, "the .npy header changed size"
-        f.seek(0, os.SEEK_END)
+            codes.append(np.concatenate(pending))
+        codes.close()
+        if frames is not None:
+            frames.close()
 
-    write_file(os.path.join(staging, CODES_FILE), write_codes)
+    if mel is None:
+        write_file(os.path.join(staging, CODES_FILE), write_codes)
+    else:
+        # both files grow in the one pass over the recordings
+        write_file(
+            os.path.join(staging, CODES_FILE),
+            lambda f: write_file(os.path.join(staging, FEATURES_FILE), lambda g: write_codes(f, g)),
+        )
     summary.speakers = sorted({name for name, _, _ in file_speakers})
     index = {name: i for i, name in enumerate(summary.speakers)}
     summary.speaker_files = [0] * len(index)
@@ -258,9 +283,39 @@ def write_staged(
     }
     if speaker_level is not None:
         meta["speaker_level"] = speaker_level
+    if mel is not None:
+        stored = np.load(os.path.join(staging, FEATURES_FILE), mmap_mode="r")
+        bounds = np.cumsum([0, *frame_counts])
+        mean, std = statistics(stored[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
+        meta["features"] = stored_settings(mel, mean, std, lead_in=receptive_field or 0)
     text = json.dumps(meta, indent=1, sort_keys=True) + "\n"
     write_file(os.path.join(staging, META_FILE), lambda f: f.write(text.encode()))
     return summary
+
+
+class NpyRows:
+    """A .npy file of rows of `dtype`, `width` values each, written a block of rows at a time.
+
+    The .npy header has room for any row count (numpy pads it for in-place growth), so it is written
+    with 0 rows first and rewritten with the final count by `close`.
+    """
+
+    def __init__(self, f, dtype, width):
+        self.f, self.header, self.rows = f, {"descr": np.dtype(dtype).str, "fortran_order": False}, 0
+        self.dtype, self.width = np.dtype(dtype), width
+        np.lib.format.write_array_header_1_0(f, {**self.header, "shape": (0, width)})
+        self.data_start = f.tell()
+
+    def append(self, block):
+        """Write rows (n, width)."""
+        self.f.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.rows += len(block)
+
+    def close(self):
+        self.f.seek(0)
+        np.lib.format.write_array_header_1_0(self.f, {**self.header, "shape": (self.rows, self.width)})
+        assert self.f.tell() == self.data_start, "the .npy header changed size"
+        self.f.seek(0, os.SEEK_END)
 
 
 def write_file(path, write):

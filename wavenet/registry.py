@@ -4,6 +4,7 @@ Snapshots name their kind by `model_type` (the class name); every message that s
 the right script, and every file name of a run, is looked up here.
 """
 
+import inspect
 from dataclasses import dataclass
 
 from .models import GatedPixelCNN, WaveNet
@@ -21,6 +22,11 @@ class ModelKind:
     @property
     def name(self):
         return self.model.__name__
+
+    def full_config(self, config):
+        """A stored config dict with the defaults of the fields it lacks: those added since it was saved."""
+        parameters = inspect.signature(self.model).parameters.values()
+        return {**{p.name: p.default for p in parameters if p.default is not p.empty}, **config}
 
 
 KINDS = {

@@ -161,8 +161,11 @@ def check_same_model(snapshot, mine, source):
             f"--resume {source!r} is a {snapshot['model_type']} snapshot, not a "
             f"{mine['model_type']} one; resume it with {KINDS[snapshot['model_type']].trainer}"
         )
+    kind = KINDS[mine["model_type"]]
     for key in ("config", "meta"):
         theirs, ours = snapshot[key], mine[key]
+        if key == "config":  # a field added since the snapshot was saved has its default there
+            theirs, ours = kind.full_config(theirs), kind.full_config(ours)
         differ = [name for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)]
         if differ:
             was = ", ".join(f"{name} {_short(theirs.get(name))}" for name in differ)

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .corpus import CODES_FILE, MAX_LEVELS, check_window, has_meta, open_codes, path_of, read_folder
+from .corpus import CODES_FILE, MAX_LEVELS, check_window, has_meta, open_codes, open_features, path_of, read_folder
 from .errors import UserError
+from .features import MelSettings, normalise
 from .legacy_corpus import read_legacy
 
 
@@ -45,7 +46,8 @@ class WindowsDoNotFit(UserError):
 
 
 class AudioWindows(Dataset):
-    """Training windows of a preprocessed folder. Item i: (codes long (chunk_length,), speaker long scalar).
+    """Training windows of a preprocessed folder. Item i: (codes long (chunk_length,), speaker long scalar),
+    and where the folder holds log-mel features, their normalised frames (bands, frames_per_window) float32.
 
     A window is chunk_length = geometry.length consecutive samples of one recording. The windows of a
     recording start geometry.target_length apart, so every sample after its lead-in is a target of
@@ -57,7 +59,13 @@ class AudioWindows(Dataset):
     Attributes: rate (Hz, None if unknown), chunk_length, levels, speakers (names, by index),
     receptive_field (as recorded by preprocess, or None), geometry (WindowGeometry of that receptive
     field, None if unknown), recording (recording index of each window), speaker_ids (speaker index of
-    each window). New-format codes stay memory-mapped.
+    each window), mel (the stored feature settings and statistics, None without features),
+    frames_per_window, reads_around (samples before and after a window that its frames were computed
+    from: (0, 0) without features). New-format codes and features stay memory-mapped.
+
+    With features, window starts are whole hops into their recording (preprocess makes target_length
+    a multiple of the hop), so a window's frames are the recording's frames from start / hop on:
+    frame j centred on the window's sample j * hop, and one frame past its end for the last samples.
     """
 
     def __init__(self, folder, levels=None):
@@ -77,10 +85,12 @@ class AudioWindows(Dataset):
         self.chunk_speakers = stored.chunk_speakers  # (N,)
         self.codes_checked = stored.codes_checked  # False: check each window for codes >= levels as it is read
         self.recording_samples = stored.recording_samples  # (F,)
+        self.features, self.mel = stored.features, stored.mel  # (frames, bands) float32, or None
         R = self.receptive_field
         # target_length <= 0 where the chunks are no longer than R: nothing to score (see target_length_for)
         self.geometry = WindowGeometry(R, self.chunk_length - R) if R else None
         self._index_windows()
+        self._index_frames()
         if levels is not None and levels != self.levels:
             raise UserError(
                 f"{folder!r} holds codes of {self.levels} mu-law levels, not {levels}; pass "
@@ -117,6 +127,28 @@ class AudioWindows(Dataset):
         self.starts = (np.cumsum(stored) - stored)[self.recording] + k * stride
         self.speaker_ids = self.chunk_speakers[self.starts // L]
 
+    def _index_frames(self):
+        """Set each window's first frame (an index into the features) and frames_per_window."""
+        self.frames_per_window = 0
+        self.reads_around = (0, 0)  # samples before and after a window that its features read
+        if self.features is None:
+            return
+        settings = MelSettings.from_dict(self.mel)
+        L, hop = self.chunk_length, settings.hop
+        stored = -(-self.recording_samples // L) * L  # samples of each recording with its padding
+        first_frame = np.cumsum(settings.frames_for(stored)) - settings.frames_for(stored)
+        into = self.starts - (np.cumsum(stored) - stored)[self.recording]  # window start within its recording
+        if (into % hop).any():
+            raise UserError(
+                f"{self.folder!r}: its windows start {self.geometry.target_length} samples apart, not a whole "
+                f"number of {hop}-sample feature hops; rerun preprocess.py --mel"
+            )
+        self.first_frames = first_frame[self.recording] + into // hop
+        self.frames_per_window = settings.frames_for(L)
+        # frame j is centred on the window's sample j * hop and reads half a Hann window either side
+        half = settings.window // 2
+        self.reads_around = (half, (self.frames_per_window - 1) * hop + half - L)
+
     def __len__(self):
         return len(self.starts)
 
@@ -126,16 +158,24 @@ class AudioWindows(Dataset):
         codes = self.codes[row : row + 2].reshape(-1)[offset : offset + self.chunk_length]
         if not self.codes_checked:  # too large to scan at opening (corpus.check_codes); a pass over one window
             check_window(path_of(self.folder, CODES_FILE), codes, self.levels)
-        return torch.from_numpy(codes.astype(np.int64)), torch.tensor(self.speaker_ids[i])
+        item = torch.from_numpy(codes.astype(np.int64)), torch.tensor(self.speaker_ids[i])
+        if self.features is None:
+            return item
+        first = int(self.first_frames[i])
+        frames = normalise(self.features[first : first + self.frames_per_window], self.mel)
+        return *item, torch.from_numpy(np.ascontiguousarray(frames.T))
 
     def __getstate__(self):
         # DataLoader workers started by spawn get a pickled copy: reopen the map, don't copy the data
         state = dict(self.__dict__)
-        if isinstance(self.codes, np.memmap):
-            del state["codes"]
+        for name in ("codes", "features"):
+            if isinstance(state[name], np.memmap):
+                del state[name]
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         if "codes" not in state:
             self.codes = open_codes(self.folder, self._chunks, self.chunk_length)
+        if "features" not in state:
+            self.features = open_features(self.folder, self.mel)
