@@ -71,9 +71,16 @@ def split_by_recording(windows, val_fraction=0.05, seed=0):
 
 
 def read_spans(windows):
-    """Where each window's reading starts (codes, and the audio of its feature frames) and how far it reads."""
+    """Where each window starts reading (its codes, and the audio its feature frames were computed from)
+    and how far it reads: (starts (N,), length).
+
+    The frames of a window at the start or end of a recording read that recording's own silence, not
+    its neighbour's; each recording is moved on by before + after samples, so that spans of two
+    recordings never overlap.
+    """
     before, after = windows.reads_around
-    return np.asarray(windows.starts) - before, windows.chunk_length + before + after
+    shift = np.asarray(windows.recording) * (before + after)
+    return np.asarray(windows.starts) - before + shift, windows.chunk_length + before + after
 
 
 def cut_room(starts, length):
