@@ -18,7 +18,6 @@ jobs share the machine. A randomly initialised model costs as much as a trained 
 
 import argparse
 import os
-import resource
 import sys
 import time
 
@@ -96,9 +95,20 @@ def naive_rate(model, args):
     return 2 * args.naive_steps / (wall0 + wall1), 2 * args.naive_steps / (cpu0 + cpu1), first
 
 
+def status_kib(field):
+    """A field of /proc/self/status in KiB (VmRSS: resident now, VmHWM: its peak since the last reset)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
 def peak_mib_generating(model, samples, seed):
-    """Rise of this process's peak RSS (MiB) while numba generates `samples` conditioned samples of one stream."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """How far this process's resident memory rises (MiB) while numba generates `samples` conditioned samples.
+
+    The peak is reset first (Linux: 5 into /proc/self/clear_refs), so earlier peaks do not hide it.
+    """
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status_kib("VmRSS")
     generate(
         model,
         1,
@@ -108,7 +118,7 @@ def peak_mib_generating(model, samples, seed):
         method="numba",
         progress=False,
     )
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return (status_kib("VmHWM") - before) / 1024
 
 
 def conditioned_rows(args, unconditioned_numba):
@@ -136,7 +146,6 @@ def conditioned_rows(args, unconditioned_numba):
     _, wall, cpu = timed(model, "numba", nothing, args.numba_steps, args.seed)
     rows.append((f"numba, {args.mel} mel bands", 1, 1, args.numba_steps / wall, args.numba_steps / cpu))
     long = int(args.memory_seconds * args.rate)
-    # the short run first: a peak is a high-water mark, so the long run's rise is measured on top of it
     memory = {"short": peak_mib_generating(model, long // 10, args.seed)}
     memory["long"] = peak_mib_generating(model, long, args.seed)
     return settings, rows, rows[2][3] / unconditioned_numba, memory
