@@ -21,6 +21,7 @@ from torch.utils.data import TensorDataset
 
 from wavenet import GatedPixelCNN, checkpoint, receptive_field
 from wavenet.errors import UserError
+from wavenet.features import MelSettings
 from wavenet.launch import Settings, build_trainer
 from wavenet.objectives import pixelcnn_nll
 from wavenet.preprocessing import preprocess
@@ -104,12 +105,14 @@ runpy.run_path(os.path.join({root!r}, "train_wavenet.py"), run_name="__main__")
 
 
 def test_two_processes_train_wavenet_with_loader_workers(tmp_path, monkeypatch):
+    """Speaker and local (log-mel) conditioning together: each worker reopens the codes and the features."""
     stacks, layers, target = 1, 3, 100
     write_tone(tmp_path / "wav48" / "p225" / "a.wav", 0.5, 8000, 300.0)
     write_tone(tmp_path / "wav48" / "p226" / "b.wav", 0.5, 8000, 500.0)
     field = receptive_field(stacks, layers)
     data = tmp_path / "corpus"
-    preprocess(str(tmp_path / "wav48"), str(data), 8000, field + target, receptive_field=field)
+    mel = MelSettings.for_rate(8000, 8, hop=50)
+    preprocess(str(tmp_path / "wav48"), str(data), 8000, field + target, receptive_field=field, mel=mel)
     out = tmp_path / "run"
     model = ["--hidden_dim", "4", "--out_hidden_dim", "4", "-s", stacks, "-l", layers]
     run = ["-b", "4", "-e", "1", "--val_fraction", "0.25", "--workers", "2", "-o", out]
@@ -119,6 +122,7 @@ def test_two_processes_train_wavenet_with_loader_workers(tmp_path, monkeypatch):
     monkeypatch.setenv("RECORD_WORKERS", str(recorded))
     stdout = torchrun(str(script), "-d", data, *model, *run)
     assert len(table_rows(stdout)) == 2, stdout
+    assert "local conditioning on 8 log-mel bands, hop 50 samples" in stdout, stdout
     ranks = {name: (recorded / name).read_text() for name in os.listdir(recorded) if name.startswith("rank_")}
     assert ranks == {"rank_0": "2 2", "rank_1": "2 2"}, ranks
     # each rank's two loaders started two processes each
