@@ -35,7 +35,8 @@ def parse_args(argv=None):
         "--label",
         "-l",
         type=argtypes.class_label,
-        help="Class label to generate (default: row r of the grid gets label r)",
+        help="Class label to generate: a number, or a class name the snapshot records (Fashion-MNIST's, a "
+        "folder:PATH's subfolders) (default: row r of the grid gets label r)",
     )
     parser.add_argument(
         "--count",
@@ -62,6 +63,26 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def class_index(label, classes, model):
+    """--label (a number or a class name, None: not given) as a class index of `model`; classes: the names the
+    snapshot records, or None."""
+    if label is None:
+        return None
+    if model.num_classes == 0:
+        raise UserError(
+            f"--label {label}: this model is unconditioned (trained on a folder with no class folders); drop --label"
+        )
+    names = list(classes or [])
+    if label in names:  # a name first: a folder's classes may be called 1, 2, 3
+        return names.index(label)
+    if argtypes.is_integer(label) and 0 <= int(label) < model.num_classes:
+        return int(label)
+    known = f"labels 0..{model.num_classes - 1}" + (f" or one of {', '.join(names)}" if names else "")
+    if argtypes.is_integer(label):
+        raise UserError(f"--label {label} is out of range: this model knows {known}")
+    raise UserError(f"--label {label} is not a class of this model: it knows {known}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     args.model = cli.resolve_model(args.model, "GatedPixelCNN")
@@ -78,8 +99,7 @@ def main(argv=None):
         args.model,
     )
     meta, classes = snapshot["meta"], model.num_classes
-    if args.label is not None and not 0 <= args.label < classes:
-        raise UserError(f"--label {args.label} is out of range: this model knows labels 0..{classes - 1}")
+    label = class_index(args.label, meta.get("classes"), model)
     check_output(args.output)  # before sampling, which can take minutes
     device = cli.select_device(args.gpu)
     height, width = args.height or meta["height"], args.width or meta["width"]
@@ -90,19 +110,21 @@ def main(argv=None):
         device,
     )
     rows = torch.arange(args.count).repeat_interleave(args.count)  # row r holds label r (mod classes)
-    if args.label is not None:
-        rows.fill_(args.label)
+    if label is not None:
+        rows.fill_(label)
     images = sample_images(
         model.to(device),
         args.count**2,
         height,
         width,
-        label=(rows % classes).to(device),
+        label=(rows % classes).to(device) if classes else None,
         generator=torch.Generator(device).manual_seed(args.seed),
         method=args.method,
     )
     save_grid(images, model.levels, args.count, args.output)
-    print(f"wrote {args.count}x{args.count} samples to {args.output}")
+    names = meta.get("classes")
+    of = "" if label is None else f" of class {names[label] if names else label}"
+    print(f"wrote {args.count}x{args.count} samples{of} to {args.output}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from wavenet.plots import plot_audio
 from wavenet.wavenet_sampling import estimated_seconds, generate, samples_for
 
 DEFAULT_LENGTH = 4096
+DEFAULT_COUNT = 10
 
 
 def parse_args(argv=None):
@@ -31,7 +32,12 @@ def parse_args(argv=None):
     parser.add_argument("--levels", type=argtypes.positive_int, help="Level number to quantisize values")
     parser.add_argument("--output", "-o", default="samples", help="Output sample directory")
     parser.add_argument("--label", help="Speaker to generate: an index or a name such as p225")
-    parser.add_argument("--count", "-c", type=argtypes.positive_int, default=10, help="Number of samples to generate")
+    parser.add_argument(
+        "--count",
+        "-c",
+        type=argtypes.positive_int,
+        help=f"Number of samples to generate (default: {DEFAULT_COUNT}; with --mel, 1)",
+    )
     parser.add_argument("--rate", type=argtypes.positive_int, help="Sample rate in Hz (must match the snapshot)")
     parser.add_argument(
         "--length",
@@ -44,6 +50,11 @@ def parse_args(argv=None):
         help="Local conditioning for a model trained on log-mel features: a .wav/.flac recording to "
         "resynthesise (its features computed as preprocess.py did), or a .npy file of log-mel frames "
         "(frames, bands) float32 as wavenet.features.log_mel computes them; the output covers the frames",
+    )
+    parser.add_argument(
+        "--mel_resample",
+        action="store_true",
+        help="Resample a --mel recording at another rate to the model's, as preprocess.py resamples",
     )
     parser.add_argument(
         "--seed",
@@ -105,8 +116,9 @@ def local_conditioning(args, model, meta):
     for flag in ("length", "prime"):
         if getattr(args, flag) is not None:
             raise UserError(f"--{flag}: with --mel the frames set what is generated; drop --{flag}")
-    frames, lead_in = read_feature_file(args.mel, meta["features"])
-    length = samples_for(model, frames.shape[1]) - lead_in
+    frames, lead_in, samples = read_feature_file(args.mel, meta["features"], args.mel_resample)
+    # a recording: its own length (the frames cover up to a hop more); frames: all they cover
+    length = samples if samples is not None else samples_for(model, frames.shape[1])
     # the lead-in is silence, as preprocess put before each recording: the frames cover it, and the
     # samples continue it
     return torch.from_numpy(frames), torch.full((lead_in,), model.silence), length
@@ -147,6 +159,7 @@ def main(argv=None):
         )
     speaker = speaker_index(args.label, meta.get("speakers"), model)
     features, prime, args.length = local_conditioning(args, model, meta)
+    args.count = args.count or (1 if features is not None else DEFAULT_COUNT)
     if args.prime:
         prime = torch.from_numpy(mu_law_encode(load_audio(args.prime, rate), model.levels)).long()
     device = cli.select_device(args.gpu)

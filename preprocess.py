@@ -84,14 +84,14 @@ def main(argv=None):
     )
     parser.add_argument(
         "--mel_hop",
-        type=argtypes.positive_int,
-        help=f"Samples between log-mel frames (default: {features.HOP_SECONDS * 1000:g} ms at --rate); "
-        "--target_length is rounded up to a whole number of hops",
+        type=argtypes.samples_or_ms,
+        help=f"Between log-mel frames: samples, or milliseconds such as 10ms (default: "
+        f"{features.HOP_SECONDS * 1000:g}ms); --target_length is rounded up to a whole number of hops",
     )
     parser.add_argument(
         "--mel_window",
-        type=argtypes.positive_int,
-        help=f"Samples in each frame's analysis window (default: {features.WINDOW_HOPS} hops)",
+        type=argtypes.samples_or_ms,
+        help=f"Each frame's analysis window: samples, or milliseconds (default: {features.WINDOW_HOPS} hops)",
     )
     args = parser.parse_args(argv)
 

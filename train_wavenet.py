@@ -11,6 +11,7 @@ from wavenet.launch import train
 from wavenet.models import WaveNetConfig
 from wavenet.objectives import wavenet_nll
 from wavenet.splits import describe_split, split_by_recording
+from wavenet.tensorboard_log import audio_sample
 from wavenet.training import Task, seed_everything
 from wavenet.windows import AudioWindows, WindowsDoNotFit
 
@@ -21,7 +22,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         description="WaveNet: train on a folder written by preprocess.py", formatter_class=cli.HelpFormatter
     )
-    cli.add_training_flags(parser)
+    cli.add_training_flags(parser, "WaveNet")
     parser.add_argument("--data", "-d", default="data/vctk", help="Input data directory (from preprocess.py)")
     parser.add_argument(
         "--hidden_dim", type=argtypes.positive_int, default=32, help="Number of hidden dimensions (residual channels)"
@@ -117,6 +118,7 @@ def main(argv=None):
             "target_length": scored,
             "features": mel,  # what infer_wavenet.py --mel computes frames with (None: unconditioned)
         },
+        sample=audio_sample(windows.rate),
     )
     train(model, task, train_set, val_set, cli.settings_from_args(args), device, vars(args))
 

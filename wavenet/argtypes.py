@@ -15,6 +15,32 @@ def positive_int(text):
     return value
 
 
+class Milliseconds(float):
+    """A length given in milliseconds ("12.5ms"), as opposed to an int of samples."""
+
+    def samples(self, rate):
+        """The length in samples at `rate` Hz, at least 1."""
+        return max(1, round(self * rate / 1000))
+
+
+def samples_or_ms(text):
+    """argparse type: a positive number of samples ("200") or of milliseconds ("12.5ms") -> int or Milliseconds."""
+    if text.strip().lower().endswith("ms"):
+        try:
+            value = Milliseconds(text.strip()[:-2])
+        except ValueError:
+            value = Milliseconds("nan")
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a positive number of milliseconds such as 12.5ms, got {text}")
+        return value
+    try:
+        return positive_int(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of samples, or of milliseconds such as 12.5ms, got {text}"
+        ) from None
+
+
 def non_negative_int(text):
     """argparse type: an integer >= 0."""
     value = int(text)
@@ -100,7 +126,8 @@ def is_integer(text):
 
 
 def class_label(text):
-    """argparse type for infer.py's --label: a whole number (the script checks its range against the model)."""
-    if not is_integer(text):
-        raise argparse.ArgumentTypeError(f"must be a class number 0, 1, 2, ..., got {text!r}")
-    return int(text)
+    """argparse type for infer.py's --label: a class number or name, as given (the script looks it up in the
+    model's classes)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a class number 0, 1, 2, ... or a class name, got ''")
+    return text.strip()

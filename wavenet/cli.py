@@ -15,6 +15,7 @@ from .errors import UserError
 from .files import removing_empty_on_failure
 from .launch import Settings
 from .registry import KINDS, TRAINER_SNAPSHOT
+from .tensorboard_log import SAMPLE_HELP
 
 DEFAULTS = Settings()  # the training flags' defaults
 
@@ -134,8 +135,12 @@ def add_sampling_flags(parser, model_type):
     )
 
 
-def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradient clipping (0: no clipping)"):
-    """The flags both trainers share, with the original's names, short forms and defaults."""
+def add_training_flags(
+    parser, model_type, clip_flags=("--clip",), clip_help="L2 norm gradient clipping (0: no clipping)"
+):
+    """The flags both trainers share, with the original's names, short forms and defaults; model_type: the
+    registry.KINDS key of the model trained (its snapshots' names and epoch-end sample, in the help)."""
+    prefix = KINDS[model_type].prefix
     parser.add_argument(
         "--batchsize",
         "-b",
@@ -219,6 +224,22 @@ def add_training_flags(parser, clip_flags=("--clip",), clip_help="L2 norm gradie
     parser.add_argument("--amp", action="store_true", default=DEFAULTS.amp, help="Mixed precision: bfloat16 autocast")
     parser.add_argument(
         "--compile", action="store_true", default=DEFAULTS.compile, help="Compile the model with torch.compile"
+    )
+    parser.add_argument(
+        "--keep",
+        type=argtypes.non_negative_int,
+        default=DEFAULTS.keep,
+        metavar="N",
+        help=f"Keep only the N newest model snapshots {prefix}<N>: one is written only when the validation nll "
+        "improves, so these are the N best (0: keep all, as the original)",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=DEFAULTS.tensorboard,
+        help="Write TensorBoard events into --out (view them with tensorboard --logdir OUT): each step's bits/dim, "
+        "gradient norm before clipping and learning rate, each epoch's nll and bits/dim, with --stats "
+        f"histograms of weights and gradients, and at each epoch's end {SAMPLE_HELP[model_type]}",
     )
 
 

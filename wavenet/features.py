@@ -24,6 +24,8 @@ from .errors import UserError
 HOP_SECONDS = 0.0125  # 12.5 ms between frames, as in Tacotron 2 (200 samples at 16 kHz)
 WINDOW_HOPS = 4  # a 50 ms analysis window
 LOG_FLOOR = 1e-5  # the magnitude below which every value reads as silence: ln(1e-5) = -11.5
+MAX_BANDS = 512  # more bands than any vocoder uses (80 is usual); a typo beyond would need gigabytes
+FAR_OUTSIDE = 20.0  # normalised frames beyond this many corpus standard deviations: another scale, likely
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,20 @@ class MelSettings:
 
     @classmethod
     def for_rate(cls, rate, bands, hop=None, window=None):
-        """Defaults for `rate`: a 12.5 ms hop and a window of four hops; UserError if the bands cannot fit."""
+        """Defaults for `rate`: a 12.5 ms hop and a window of four hops; UserError for settings that cannot work."""
         hop = hop or max(1, round(rate * HOP_SECONDS))
         window = window or WINDOW_HOPS * hop
+        if not 1 <= bands <= MAX_BANDS:
+            raise UserError(f"--mel {bands}: pass 1 to {MAX_BANDS} bands (80 is usual)")
+        if window > rate:
+            raise UserError(
+                f"--mel_window {window:,} samples is longer than a second at {rate:,} Hz; speech frames are 20-50 ms"
+            )
+        if hop > window:
+            raise UserError(
+                f"--mel_hop {hop:,} is longer than the {window:,}-sample window: samples between windows would "
+                "never be analysed; pass a hop no longer than --mel_window"
+            )
         settings = cls(rate, bands, hop, window, 1 << math.ceil(math.log2(window)))
         settings.check()
         return settings
@@ -129,36 +142,38 @@ def recording_frames(samples, stored):
     return log_mel(np.concatenate([lead_in, samples]), MelSettings.from_dict(stored))
 
 
-def read_feature_file(path, stored):
-    """Frames for `infer_wavenet.py --mel FILE` -> (normalised frames float32 (bands, F), lead-in samples).
+def read_feature_file(path, stored, resample=False):
+    """Frames for `infer_wavenet.py --mel FILE` -> (normalised frames float32 (bands, F), lead-in, samples).
 
-    FILE.wav/.flac: its recording_frames, to resynthesise it after `lead_in` samples of silence.
-    FILE.npy: log-mel frames (F, bands) float32 or float64 computed as `log_mel` does (another
-    model's output, say), from sample 0 (lead-in 0). UserError for anything else.
+    FILE.wav/.flac: its recording_frames, to resynthesise its `samples` samples after `lead_in` of
+    silence; at another rate than the model's it is a UserError unless `resample`. FILE.npy: log-mel
+    frames (F, bands) float32 or float64 computed as `log_mel` does (another model's output, say), from
+    sample 0 (lead-in 0; samples None: all the frames cover). UserError for anything else.
     """
-    from .audio import AUDIO_EXTENSIONS, load_audio, printable
+    from .audio import AUDIO_EXTENSIONS, AudioError, load_audio, printable
 
     settings = MelSettings.from_dict(stored)
     name = printable(path)
     if path.lower().endswith(AUDIO_EXTENSIONS):
         import soundfile as sf
 
-        from .audio import AudioError
-
         try:
             file_rate = sf.info(os.fsencode(path)).samplerate
         except (sf.LibsndfileError, OSError, RuntimeError):
             file_rate = settings.rate  # load_audio names the problem
-        if file_rate != settings.rate:
+        if file_rate != settings.rate and not resample:
             raise UserError(
                 f"--mel {name} is at {file_rate:,} Hz but the model was trained on {settings.rate:,} Hz features; "
-                f"resample it to {settings.rate:,} Hz first (for example: sox IN.wav -r {settings.rate} OUT.wav)"
+                f"add --mel_resample to resample it to {settings.rate:,} Hz as preprocess.py did"
             )
         try:
             samples = load_audio(path, settings.rate)
         except AudioError as e:
             raise UserError(f"--mel {e}") from None
-        return normalise(recording_frames(samples, stored), stored).T.copy(), stored["lead_in"]
+        if not len(samples):
+            raise UserError(f"--mel {name} holds no samples; pass a recording to resynthesise")
+        frames = normalise(recording_frames(samples, stored), stored).T.copy()
+        return frames, stored["lead_in"], len(samples)
     if not path.lower().endswith(".npy"):
         raise UserError(f"--mel {name}: expected a .wav or .flac recording or a .npy file of log-mel frames")
     try:
@@ -168,6 +183,18 @@ def read_feature_file(path, stored):
     what = f"log-mel frames (frames, {settings.bands}) float32 as wavenet.features.log_mel writes them"
     if frames.dtype not in (np.float32, np.float64) or frames.ndim != 2 or frames.shape[1] != settings.bands:
         raise UserError(f"--mel {name} holds {frames.dtype} {frames.shape}; the model needs {what}")
-    if len(frames) < 2 or not np.isfinite(frames).all():
-        raise UserError(f"--mel {name} holds {len(frames)} frames, or non-finite values; the model needs {what}")
-    return normalise(frames.astype(np.float32), stored).T.copy(), 0
+    if len(frames) < 2:
+        raise UserError(f"--mel {name} holds {len(frames)} frame(s); at least 2 condition a sample ({what})")
+    if not np.isfinite(frames).all():
+        raise UserError(f"--mel {name} holds NaN or infinite values; the model needs {what}")
+    frames = normalise(frames.astype(np.float32), stored)
+    if np.abs(frames).max() > FAR_OUTSIDE:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "--mel %s: its frames lie up to %.0f standard deviations from the training corpus's; were they "
+            "computed as wavenet.features.log_mel does (natural log of the magnitude mel, floor 1e-5)?",
+            name,
+            np.abs(frames).max(),
+        )
+    return frames.T.copy(), 0, None

@@ -4,7 +4,7 @@ import os
 
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 from .errors import UserError
 from .image_data import dequantize
@@ -25,15 +25,28 @@ def check_output(path):
         raise UserError(f"--output {path!r}: unknown image extension; use .png or .jpg, for example")
 
 
-def save_grid(images, levels, nrow, path):
-    """Write levels (N, C, H, W) as a grid of `nrow` per row; the format follows the file extension."""
+GRID = dict(padding=2, pad_value=0.5)  # grey lines between the images
+
+
+def tiles(images, levels):
+    """Levels (N, C, H, W) -> floats in [0, 1] on the CPU, enlarged to at least MIN_TILE pixels a side."""
     x = dequantize(images.cpu(), levels)
     scale = max(1, MIN_TILE // x.shape[-1])
-    if scale > 1:
-        x = F.interpolate(x, scale_factor=scale, mode="nearest")
+    return F.interpolate(x, scale_factor=scale, mode="nearest") if scale > 1 else x
+
+
+def grid(images, levels, nrow):
+    """Levels (N, C, H, W) -> one picture float (C, H', W') in [0, 1], `nrow` images per row (as save_grid lays
+    them out; TensorBoard's epoch-end samples)."""
+    return make_grid(tiles(images, levels), nrow=nrow, **GRID)
+
+
+def save_grid(images, levels, nrow, path):
+    """Write levels (N, C, H, W) as a grid of `nrow` per row; the format follows the file extension."""
+    x = tiles(images, levels)
     check_output(path)
     try:
-        save_image(x, path, nrow=nrow, padding=2, pad_value=0.5)
+        save_image(x, path, nrow=nrow, **GRID)
     except ValueError as e:  # PIL cannot tell the format from the extension
         raise UserError(f"--output {path!r}: {e}; use an image extension such as .jpg or .png") from None
     except OSError as e:

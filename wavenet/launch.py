@@ -33,6 +33,8 @@ class Settings:
     amp: bool = False
     compile: bool = False
     resume: str = ""
+    keep: int = 0  # model snapshots kept (the newest, which are the best); 0: all, as the original
+    tensorboard: bool = False
 
 
 def build_trainer(model, task, train_set, val_set, settings, device, run_args=None):
@@ -49,7 +51,7 @@ def build_trainer(model, task, train_set, val_set, settings, device, run_args=No
     net = group.wrap(model)
     net = torch.compile(net) if settings.compile else net
     batches = loaders(train_set, val_set, group, settings.batchsize, settings.workers, settings.seed)
-    folder = RunFolder(settings.out, kind_of(model), run_args, data_fingerprint(train_set, val_set))
+    folder = RunFolder(settings.out, kind_of(model), run_args, data_fingerprint(train_set, val_set), settings.keep)
     folder.check_new_or_resumed(settings.resume)
     trainer = Trainer(model, task, optimizer, batches, folder, group, settings, net)
     if settings.resume:

@@ -18,16 +18,17 @@ def bits_per_dim(nll_sum, items, dims):
     return nll_sum / (max(items, 1) * dims * LN2)
 
 
-def pixelcnn_nll(levels):
+def pixelcnn_nll(levels, conditioned=True):
     """Loss for Gated PixelCNN batches (levels uint8 (B, C, H, W), labels (B,)).
 
+    conditioned: pass the labels to the model (False: an unconditioned one, which takes none).
     Returns loss(model, batch) -> (nll summed over the batch in nats, images in the batch).
     """
 
     def loss(model, batch):
         q, label = batch
         q = q.long()
-        logits = model(dequantize(q, levels), label)  # (B, levels, C, H, W)
+        logits = model(dequantize(q, levels), label if conditioned else None)  # (B, levels, C, H, W)
         return F.cross_entropy(logits.float(), q, reduction="sum"), q.shape[0]
 
     return loss

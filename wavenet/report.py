@@ -12,15 +12,18 @@ TERMINAL_INTERVAL = 0.5  # seconds between redraws on a terminal: at most two a 
 
 HEADER = (
     f"{'epoch':>5} {'iteration':>9} {'train/nll':>10} {'val/nll':>10} {'train/bpd':>9} {'val/bpd':>9} {'elapsed':>8}"
+    "  model snapshot"
 )
 
 
 def table_row(r):
-    """One epoch record of log.json as a row under HEADER."""
+    """One epoch record of log.json as a row under HEADER; the last column names the model snapshot the epoch
+    wrote (blank where validation did not improve)."""
     return (
         f"{r['epoch']:>5} {r['iteration']:>9} {r['train_nll']:>10.4f} {r['val_nll']:>10.4f} "
         f"{r['train_bits_per_dim']:>9.4f} {r['val_bits_per_dim']:>9.4f} {r['elapsed']:>7.1f}s"
-    )
+        f"  {r.get('model_snapshot') or ''}"
+    ).rstrip()
 
 
 class _Lines:

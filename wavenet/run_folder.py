@@ -1,8 +1,9 @@
 """A training run's --out folder: one run per folder, its snapshots and logs, and what a resume must match.
 
 The folder holds log.json and loss.png (rewritten after every record), the model snapshots
-<prefix><N> written when the validation nll improves, and the newest trainer snapshot
-snapshot_iter_<N> (older ones are removed once a newer one is complete); while a script's run writes
+<prefix><N> written when the validation nll improves (all of them, or with --keep N the N newest,
+which are the N best), the newest trainer snapshot snapshot_iter_<N> (older ones are removed once a
+newer one is complete), and with --tensorboard the run's event files; while a script's run writes
 it, also files.LOCK_FILE (see files.folder_lock), which is no part of the run.
 """
 
@@ -33,12 +34,14 @@ class RunFolder:
     """The files of one run in folder `out`; only the main process writes (see distributed.Group).
 
     kind: the registry.ModelKind trained; run_args: every flag of the run and data: its
-    data_fingerprint, both saved in each trainer snapshot so that a resume can be checked.
+    data_fingerprint, both saved in each trainer snapshot so that a resume can be checked; keep: how
+    many model snapshots to keep (--keep; 0: all).
     """
 
-    def __init__(self, out, kind, run_args, data):
+    def __init__(self, out, kind, run_args, data, keep=0):
         self.out, self.kind = out, kind
         self.run_args, self.data = dict(run_args or {}), data
+        self.keep = keep
 
     def check_new_or_resumed(self, resume):
         """UserError if the folder holds a training run other than the one `resume` continues.
@@ -84,9 +87,21 @@ class RunFolder:
         for stale in glob.glob(os.path.join(self.out, f".{TRAINER_SNAPSHOT}*.tmp")):
             os.remove(stale)
 
+    def model_snapshot_name(self, iteration):
+        return f"{self.kind.prefix}{iteration}"
+
     def save_model_snapshot(self, snapshot, iteration):
-        """Write the model snapshot <prefix><iteration>."""
-        checkpoint.save(os.path.join(self.out, f"{self.kind.prefix}{iteration}"), snapshot)
+        """Write the model snapshot <prefix><iteration>; with --keep N, then remove all but the N newest.
+
+        A model snapshot is written only when the validation nll beats every earlier one of the run, so
+        the newest are the best; resume and `infer*.py -m OUT` (the newest) find what they look for.
+        """
+        checkpoint.save(os.path.join(self.out, self.model_snapshot_name(iteration)), snapshot)
+        if self.keep:
+            pattern = re.compile(re.escape(self.kind.prefix) + r"(\d+)")
+            found = sorted((int(m.group(1)), name) for name in os.listdir(self.out) if (m := pattern.fullmatch(name)))
+            for _, old in found[: -self.keep]:
+                os.remove(os.path.join(self.out, old))
 
     def write_log(self, history):
         """log.json (every record so far) and loss.png, each replaced atomically."""

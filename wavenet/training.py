@@ -1,4 +1,4 @@
-"""The training loop both trainers share: step, clipping, evaluation, epoch records, snapshot cadence.
+"""The training loop both trainers share: step, clipping, evaluation, epoch records, snapshot cadence, TensorBoard.
 
 What differs between Gated PixelCNN and WaveNet comes in as a `Task`; the loop has no
 model-specific branches. It is handed its optimizer, data loaders, run folder and process group
@@ -20,10 +20,11 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .errors import UserError
-from .objectives import bits_per_dim, epoch_metrics
+from .objectives import LN2, bits_per_dim, epoch_metrics
 from .report import HEADER, progress, table_row
 from .sampling import inference
 from .stats import layer_statistics
+from .tensorboard_log import TensorBoardLog
 
 
 @dataclass
@@ -34,11 +35,14 @@ class Task:
     summed over `items` scored items (images, audio samples) of the batch.
     dims: dimensions per item (C*H*W for an image, 1 for an audio sample), for bits/dim.
     meta: what a model snapshot records besides the config (data set, levels, sizes).
+    sample(model) -> tensorboard_log.Images or Audio (or None): what --tensorboard shows at each epoch's
+    end (sample None: nothing); it must leave the global random generators alone.
     """
 
     loss: Callable
     dims: int
     meta: dict
+    sample: Callable | None = None
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Trainer:
         self.device = group.device
         self.state = TrainState(world_size=group.world_size)
         self.interrupted = False
+        self.board = None  # the TensorBoardLog of --tensorboard while fit runs (main process)
 
     def restore(self, snapshot, source):
         """Go on from trainer `snapshot` (checked by RunFolder.check_resume; `source` names it in errors)."""
@@ -116,10 +121,16 @@ class Trainer:
         # Ctrl-C and SIGTERM (a scheduler pre-empting the job) set a flag: the step ends, then a snapshot
         previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
+            if self.settings.tensorboard and self.group.is_main:
+                # the steps after the restored iteration are this process's to write
+                self.board = TensorBoardLog(self.folder.out, purge_step=self.state.iteration + 1)
             self.loop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.board is not None:
+                self.board.close()
+                self.board = None
             self.group.close()
         return self.state.history
 
@@ -147,6 +158,8 @@ class Trainer:
                 if s.log_every and st.iteration % s.log_every == 0:
                     self.record(train_bits_per_dim=bits_per_dim(*self.group.all_sum(nll_sum, items), dims))
                     self.write_log()
+                    if self.board is not None and s.stats:
+                        self.board.histograms(self.model, st.iteration)
                 # (the epoch's last step is left to end_epoch, which snapshots that iteration anyway)
                 if s.snapshot_every and st.iteration % s.snapshot_every == 0 and st.batch_in_epoch < total:
                     self.save_trainer_snapshot()
@@ -168,8 +181,16 @@ class Trainer:
             raise diverged(mean_loss, self.state.iteration + 1, self.folder.last_trainer_snapshot())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        grad_norm = None  # of all gradients before clipping
         if self.settings.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip)
+        if self.board is not None:
+            if grad_norm is None:
+                grad_norm = torch.nn.utils.get_total_norm(
+                    [p.grad for p in self.model.parameters() if p.grad is not None]
+                )
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.board.step(self.state.iteration + 1, mean_loss / LN2, grad_norm.item(), lr)
         self.optimizer.step()
         return nll_sum.item(), items
 
@@ -192,8 +213,10 @@ class Trainer:
     def end_epoch(self, elapsed):
         """Evaluate and record the epoch; write its model snapshot (if validation improved), its trainer
         snapshot (at every epoch end, so the log never lists an epoch whose weights are not on disk:
-        a snapshot that fails leaves the log as it was), and only then log.json and loss.png."""
-        st, dims = self.state, self.task.dims
+        a snapshot that fails leaves the log as it was), and only then log.json, loss.png and the
+        epoch's TensorBoard events (so that a resume, which goes on after that snapshot, never
+        writes them twice)."""
+        s, st, dims = self.settings, self.state, self.task.dims
         train_sum, train_items, val_sum, val_items = self.group.all_sum(
             st.train_nll_sum, st.train_items, *self.evaluate()
         )
@@ -202,13 +225,21 @@ class Trainer:
         metrics = epoch_metrics(train_sum, train_items, val_sum, val_items, dims)
         improved = metrics["val_nll"] < st.best_metric
         st.best_metric = min(st.best_metric, metrics["val_nll"])
-        self.record(**metrics)
+        written = self.folder.model_snapshot_name(st.iteration) if improved else None
+        self.record(**metrics, model_snapshot=written)
         if self.group.is_main:
-            tqdm.write(table_row(st.history[-1]))
             if improved:
                 self.folder.save_model_snapshot(checkpoint.model_snapshot(self.model, self.task.meta), st.iteration)
+            tqdm.write(table_row(st.history[-1]))
         self.save_trainer_snapshot()
         self.write_log()
+        if self.board is not None:
+            self.board.epoch(st.iteration, metrics)
+            if s.stats:
+                self.board.histograms(self.model, st.iteration)
+            drawn = None if self.task.sample is None else self.task.sample(self.model)
+            if drawn is not None:
+                self.board.sample(drawn, st.iteration)
 
     def record(self, **values):
         """Append a log record to the history: epoch, iteration, `values`, time, learning rate and --stats."""
