@@ -11,7 +11,7 @@ from wavenet.launch import train
 from wavenet.models import WaveNetConfig
 from wavenet.objectives import wavenet_nll
 from wavenet.splits import describe_split, split_by_recording
-from wavenet.tensorboard_log import audio_sample
+from wavenet.tensorboard_log import SAMPLE_SECONDS, audio_sample
 from wavenet.training import Task, seed_everything
 from wavenet.windows import AudioWindows, WindowsDoNotFit
 
@@ -55,6 +55,12 @@ def build_parser():
         "(by default such a folder trains a locally conditioned one, a vocoder)",
     )
     return parser
+
+
+def opening_frames(windows, val_set):
+    """The frames a vocoder's --tensorboard clip resynthesises: the start of the first validation recording."""
+    recording = windows.recording[val_set.indices[0]]
+    return windows.opening_frames(recording, round(SAMPLE_SECONDS * windows.rate) // windows.mel["hop"] + 2)
 
 
 def parse_args(argv=None):
@@ -118,7 +124,7 @@ def main(argv=None):
             "target_length": scored,
             "features": mel,  # what infer_wavenet.py --mel computes frames with (None: unconditioned)
         },
-        sample=audio_sample(windows.rate),
+        sample=audio_sample(windows.rate, opening_frames(windows, val_set) if mel else None),
     )
     train(model, task, train_set, val_set, cli.settings_from_args(args), device, vars(args))
 

@@ -213,6 +213,20 @@ def test_a_conditioned_run_resumes_and_continues_its_log(vocoder, tmp_path):
     assert snapshot["config"]["cin_channels"] == BANDS and snapshot["meta"]["features"]["hop"] == HOP
 
 
+def test_tensorboard_clip_of_a_vocoder_resynthesises_the_first_validation_recording(vocoder, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = str(tmp_path / "tb")
+    status, _ = quiet("train_wavenet.py", [*TRAIN, "-d", vocoder["data"], "-o", out, "--tensorboard"])
+    assert status == 0
+    events = EventAccumulator(out, size_guidance={"audio": 0})
+    events.Reload()
+    (clip,) = events.Audio("sample/audio")
+    # at most a second; these recordings are shorter: as long as one recording's frames cover
+    covered = {min(RATE, (len(frames) - 1) * HOP) for frames in stored_frames_by_length(vocoder["data"]).values()}
+    assert clip.sample_rate == RATE and clip.length_frames in covered, (clip.length_frames, covered)
+
+
 def test_amp_trains_a_conditioned_model(vocoder, tmp_path):
     out = str(tmp_path / "amp")
     status, printed = quiet("train_wavenet.py", [*TRAIN, "-d", vocoder["data"], "-o", out, "--amp"])

@@ -68,33 +68,36 @@ def image_sample(height, width, levels):
     return sample
 
 
-def audio_sample(rate):
+def audio_sample(rate, features=None):
     """training.Task.sample for WaveNet: sample(model) -> Audio of SAMPLE_SECONDS at `rate` Hz (speaker 0 of a
     speaker-conditioned model); None where the data does not record its rate (the original's preprocess.py).
 
-    The one function that draws the epoch-end clip: conditioning the clip needs goes in here. A locally
-    conditioned model (a vocoder) gets no clip yet (sample gives None): it needs feature frames to draw from.
+    The one function that draws the epoch-end clip. features: for a locally conditioned model (a vocoder),
+    normalised frames (bands, F) to resynthesise, such as the start of a validation recording; the clip is
+    as long as they cover, SAMPLE_SECONDS at most.
     """
     if not rate:
         return None
 
     def sample(model):
         from .audio import mu_law_decode  # here: librosa loads slowly
-        from .wavenet_sampling import generate, resolve_method
+        from .wavenet_sampling import generate, resolve_method, samples_for
 
+        length = round(SAMPLE_SECONDS * rate)
         if model.cin_channels:
-            return None
+            length = min(length, samples_for(model, features.shape[-1]))
         speaker = torch.zeros(1, dtype=torch.long) if model.num_speakers else None
         # the CPU's fastest exact path (numba) whatever the model's device: one stream drawn a step at a time is
         # what a GPU does worst (estimates.TORCH_STEPS_PER_SECOND)
         codes = generate(
             model,
             1,
-            round(SAMPLE_SECONDS * rate),
+            length,
             speaker=speaker,
             generator=torch.Generator().manual_seed(SAMPLE_SEED),  # not the global one: resume stays exact
             method=resolve_method("auto", torch.device("cpu")),
             progress=False,
+            features=None if features is None else features.to(next(model.parameters()).device),
         )
         return Audio(mu_law_decode(codes[0].cpu(), model.levels), rate)
 

@@ -136,7 +136,9 @@ class AudioWindows(Dataset):
         settings = MelSettings.from_dict(self.mel)
         L, hop = self.chunk_length, settings.hop
         stored = -(-self.recording_samples // L) * L  # samples of each recording with its padding
-        first_frame = np.cumsum(settings.frames_for(stored)) - settings.frames_for(stored)
+        # recording r's frames are features[frame_bounds[r] : frame_bounds[r + 1]]
+        self.frame_bounds = np.concatenate([[0], np.cumsum(settings.frames_for(stored))])
+        first_frame = self.frame_bounds[:-1]
         into = self.starts - (np.cumsum(stored) - stored)[self.recording]  # window start within its recording
         if (into % hop).any():
             raise UserError(
@@ -148,6 +150,12 @@ class AudioWindows(Dataset):
         # frame j is centred on the window's sample j * hop and reads half a Hann window either side
         half = settings.window // 2
         self.reads_around = (half, (self.frames_per_window - 1) * hop + half - L)
+
+    def opening_frames(self, recording, count):
+        """Normalised frames (bands, count or fewer) of a recording from its start, lead-in included."""
+        first, end = self.frame_bounds[recording], self.frame_bounds[recording + 1]
+        frames = self.features[first : min(first + count, end)]
+        return torch.from_numpy(np.ascontiguousarray(normalise(frames, self.mel).T))
 
     def __len__(self):
         return len(self.starts)
