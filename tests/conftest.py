@@ -24,6 +24,8 @@ sys.path.insert(0, ROOT)
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer than a CI run allows; run with -m slow")
+    # tests/test_cuda.py's CUDA cases, which skip without a GPU; `make gpu-check` runs them
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one); run with -m cuda")
 
 
 def pytest_collection_modifyitems(config, items):
