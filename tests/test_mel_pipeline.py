@@ -356,6 +356,7 @@ def test_bad_input_is_one_line_error(bad, script, argv, fragment, capsys, monkey
     assert not os.path.exists(os.path.join(bad["tmp"], "bad_pre"))  # refused before anything was written
 
 
+@pytest.mark.slow  # a subprocess of its own: out of CI for time (run with -m slow)
 def test_too_many_bands_prints_only_the_error_line(bad):
     """As a subprocess, where nothing captures warnings: the refusal is the one line on stderr."""
     done = subprocess.run(

@@ -136,6 +136,7 @@ def test_measure_on_real_digits(tiny, monkeypatch, match_label):
         assert r["overall"]["fraction"] < CHANCE
 
 
+@pytest.mark.slow  # a subprocess of its own: out of CI for time (run with -m slow)
 def test_script_runs_as_a_user_runs_it(tiny):
     result = subprocess.run(
         [sys.executable, SCRIPT, "-m", tiny["trained"], "-k", "1", "--classifier_cache", tiny["cache"]],

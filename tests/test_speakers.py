@@ -199,6 +199,7 @@ def preprocess_script(*args):
     )
 
 
+@pytest.mark.slow  # a subprocess of its own: out of CI for time (run with -m slow)
 def test_the_script_prints_the_speakers_it_found(tmp_path, capsys):
     data = tmp_path / "train-clean-100"
     speakers = ["103", "1034", "1040", "1069", "1081", "1088", "1098"]  # 7: five are named

@@ -153,6 +153,7 @@ def test_wavenet_events_and_an_audio_sample(world, tmp_path):
     assert audio[0].sample_rate == rate and audio[0].length_frames == round(SAMPLE_SECONDS * rate)
 
 
+@pytest.mark.slow  # a subprocess of its own: out of CI for time (run with -m slow)
 def test_a_run_without_the_flag_does_not_load_tensorboard(tmp_path):
     code = f"""
 import sys
@@ -174,6 +175,7 @@ def test_without_the_tensorboard_package_the_flag_is_one_line(tmp_path, capsys, 
     assert_one_line_error(status, capsys.readouterr().err, "--tensorboard needs the tensorboard package")
 
 
+@pytest.mark.slow  # a subprocess of its own: out of CI for time (run with -m slow)
 def test_under_torchrun_only_rank_0_writes_events(tmp_path):
     out = tmp_path / "run"
     env = {name: value for name, value in os.environ.items() if name != "WORLD_SIZE"}
