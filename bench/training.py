@@ -3,7 +3,8 @@
     python bench/training.py            # default architectures (a few minutes on 2 cores)
     python bench/training.py --quick    # tiny sizes, seconds (keeps the script working in CI)
 
-Each method runs in its own process so that its peak memory (max RSS) is its own.
+Each method runs in its own process, and its peak memory (peak RSS) is that process's own: VmHWM,
+not ru_maxrss, which in a spawned child starts at this process's peak (see bench/peak_rss.py).
 The roofline columns count the FLOPs of one step (torch's FlopCounterMode: convolutions and matrix
 products, forward and backward) and divide the machine's matrix-multiply peak, measured in the same
 run for fp32 and for bf16, by them: no implementation of that step can run faster than this bound.
@@ -15,7 +16,6 @@ training pass: a one-hot float input and every output position computed, then ma
 import argparse
 import multiprocessing as mp
 import os
-import resource
 import sys
 import time
 
@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from machine import cpu_model  # bench/machine.py, beside this script
+from peak_rss import own_peak_bytes
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -136,7 +137,7 @@ def measure(kind, naive, amp, size, seconds, threads, queue):
         step()
         steps += 1
     rate = items * steps / (time.perf_counter() - start)
-    queue.put((rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, flops))
+    queue.put((rate, own_peak_bytes() / 2**30, flops))
 
 
 def matmul_peak(dtype, seconds, m=4096, k=1024, n=1024):
