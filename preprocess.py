@@ -50,12 +50,14 @@ def main(argv=None):
     )
     parser.add_argument(
         "--stacks_num",
+        "-s",
         type=argtypes.positive_int,
         default=5,
         help="Number of stacks of the WaveNet to train (sets the receptive field)",
     )
     parser.add_argument(
         "--layers_num",
+        "-l",
         type=argtypes.positive_int,
         default=10,
         help="Number of layers per stack of the WaveNet to train (sets the receptive field)",

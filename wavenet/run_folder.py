@@ -161,8 +161,9 @@ class RunFolder:
         if then.get("validation_items", now["validation_items"]) != now["validation_items"]:
             seed = snapshot.get("args", {}).get("seed", seed)
             raise UserError(
-                f"--resume {path!r} held out other validation items (the split follows --seed "
-                f"and the data); pass --seed {seed} and the data it was trained on"
+                f"--resume {path!r} held out other validation items (the split follows --seed, the data, "
+                f"and for WaveNet this version's split rule, which runs begun before it cannot resume with); "
+                f"pass --seed {seed} and the data it was trained on, or start a new --out folder"
             )
 
 
