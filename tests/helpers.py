@@ -49,6 +49,17 @@ def write_tone(path, seconds, rate, freq=300.0, subtype="PCM_16", channels=1):
     sf.write(str(path), np.stack([x] * channels, axis=1) if channels > 1 else x, rate, subtype=subtype)
 
 
+def two_speaker_corpus(tmp):
+    """Four tones from two speakers (p225, p226) in tmp/wav, preprocessed for TINY_WAVENET into tmp/data -> its path."""
+    from wavenet import preprocessing, receptive_field  # here: this module loads no torch at import
+
+    for i in range(4):
+        write_tone(tmp / "wav" / f"p{225 + i % 2}" / f"{i}.wav", 0.5, RATE, 200 + 70 * i)
+    field = receptive_field(STACKS, LAYERS)
+    preprocessing.preprocess(str(tmp / "wav"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
+    return str(tmp / "data")
+
+
 def assert_one_line_error(status, stderr, fragment, prefix="error: "):
     """What a script prints for a user's mistake: exit status 2, no traceback, and the last line of `stderr` is
     its only line that holds `prefix` (argparse's `script.py: error: ...` counts) and holds `fragment`."""

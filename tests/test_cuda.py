@@ -23,7 +23,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import LAYERS, RATE, ROOT, STACKS, TARGET, TINY_PIXELCNN, TINY_WAVENET, read_log, write_tone
+from helpers import (
+    ROOT,
+    TINY_PIXELCNN,
+    TINY_WAVENET,
+    read_log,
+    two_speaker_corpus,
+)
 from test_local_conditioning import BANDS, HOP, conditioned_model, frames_for
 from test_models import raster_channel_order
 from test_pixelcnn_sampling import tiny_model as tiny_pixelcnn
@@ -35,7 +41,7 @@ import infer
 import infer_wavenet
 import train
 import train_wavenet
-from wavenet import GatedPixelCNN, checkpoint, preprocessing, receptive_field, wavenet_sampling
+from wavenet import GatedPixelCNN, checkpoint, wavenet_sampling
 from wavenet.launch import Settings, build_trainer
 from wavenet.objectives import pixelcnn_nll, wavenet_nll
 from wavenet.pixelcnn_sampling import cached_logits, sample_images
@@ -99,13 +105,8 @@ def ieee_fp32():
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
-    """A preprocessed folder of tones from two speakers for TINY_WAVENET (as tests/test_reliability.py's)."""
-    tmp = tmp_path_factory.mktemp("speech")
-    for i in range(4):
-        write_tone(tmp / "wav" / f"p{225 + i % 2}" / f"{i}.wav", 0.5, RATE, 200 + 70 * i)
-    field = receptive_field(STACKS, LAYERS)
-    preprocessing.preprocess(str(tmp / "wav"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
-    return str(tmp / "data")
+    """A preprocessed folder of tones from two speakers for TINY_WAVENET."""
+    return two_speaker_corpus(tmp_path_factory.mktemp("speech"))
 
 
 # ---- causality, from input gradients on the device

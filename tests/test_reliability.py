@@ -27,7 +27,7 @@ from helpers import (
     TINY_PIXELCNN,
     TINY_WAVENET,
     assert_one_line_error,
-    write_tone,
+    two_speaker_corpus,
 )
 
 from wavenet import checkpoint, files, preprocessing, receptive_field
@@ -179,12 +179,7 @@ def test_pixelcnn_killed_at_a_random_moment_resumes_bit_identical(pixelcnn_strai
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
     """A preprocessed folder of tones from two speakers, for a tiny conditioned WaveNet."""
-    tmp = tmp_path_factory.mktemp("speech")
-    for i in range(4):
-        write_tone(tmp / "wav" / f"p{225 + i % 2}" / f"{i}.wav", 0.5, RATE, 200 + 70 * i)
-    field = receptive_field(STACKS, LAYERS)
-    preprocessing.preprocess(str(tmp / "wav"), str(tmp / "data"), RATE, field + TARGET, receptive_field=field)
-    return str(tmp / "data")
+    return two_speaker_corpus(tmp_path_factory.mktemp("speech"))
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
