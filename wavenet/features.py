@@ -12,6 +12,7 @@ and standard deviation of its corpus (`normalise`), in the folder's meta file, a
 both into the snapshot, so inference computes exactly the features the model was trained on.
 """
 
+import logging
 import math
 import os
 import warnings
@@ -26,6 +27,9 @@ WINDOW_HOPS = 4  # a 50 ms analysis window
 LOG_FLOOR = 1e-5  # the magnitude below which every value reads as silence: ln(1e-5) = -11.5
 MAX_BANDS = 512  # more bands than any vocoder uses (80 is usual); a typo beyond would need gigabytes
 FAR_OUTSIDE = 20.0  # normalised frames beyond this many corpus standard deviations: another scale, likely
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -189,9 +193,7 @@ def read_feature_file(path, stored, resample=False):
         raise UserError(f"--mel {name} holds NaN or infinite values; the model needs {what}")
     frames = normalise(frames.astype(np.float32), stored)
     if np.abs(frames).max() > FAR_OUTSIDE:
-        import logging
-
-        logging.getLogger(__name__).warning(
+        log.warning(
             "--mel %s: its frames lie up to %.0f standard deviations from the training corpus's; were they "
             "computed as wavenet.features.log_mel does (natural log of the magnitude mel, floor 1e-5)?",
             name,
