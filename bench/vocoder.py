@@ -10,9 +10,10 @@ is resynthesised by `infer_wavenet.py --mel CLIP` (temperature --temperature) an
 (`librosa.feature.inverse.mel_to_audio`, --griffin_lim_iterations iterations, from the same mel
 frames), and both are scored against the original at the model's rate: STOI (pystoi) and wide-band
 PESQ (pesq, 16 kHz; narrow-band at 8 kHz), and the held-out bits per sample of both models
-(teacher-forced). Training goes on in the background of each evaluation by resuming its snapshot,
-so a stopped benchmark resumes too: rerun the same command. Results: a table per evaluation, and
---out/vocoder.json.
+(teacher-forced). The two models train side by side (one process each; their output goes to
+--out/conditioned.log and --out/unconditioned.log), each by whole epochs until its own logged
+training time reaches the next evaluation, so a stopped benchmark resumes where it stopped: rerun
+the same command. Results: a table per evaluation, and --out/vocoder.json.
 """
 
 import argparse
@@ -21,7 +22,7 @@ import math
 import os
 import subprocess
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -65,9 +66,13 @@ def parse_args():
     return args
 
 
-def run(*command):
-    """Run one of the project's scripts; its output goes to ours."""
-    subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
+def run(*command, log=None):
+    """Run one of the project's scripts; its output goes to ours, or is appended to the file `log`."""
+    if log is None:
+        subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
+        return
+    with open(log, "a") as f:
+        subprocess.run([sys.executable, *command], cwd=ROOT, check=True, stdout=f, stderr=subprocess.STDOUT)
 
 
 def prepare(args, clips):
@@ -101,33 +106,25 @@ def prepare(args, clips):
     return data
 
 
-def train_for(args, data, out, minutes, conditioned):
-    """Train (or resume) the run in `out` for about `minutes` more, by epochs timed as they go."""
-    flags = [
-        "-d",
-        data,
-        "-o",
-        out,
-        "--stacks_num",
-        str(args.stacks_num),
-        "--layers_num",
-        str(args.layers_num),
-        "--hidden_dim",
-        str(args.hidden_dim),
-        "--out_hidden_dim",
-        str(args.out_hidden_dim),
-        "-b",
-        str(args.batchsize),
-        "--snapshot_every",
-        "200",
-    ]
+def train_until(args, data, out, minutes, conditioned):
+    """Train (or resume) the run in `out` by whole epochs until its logged training time reaches `minutes`.
+
+    The log's own clock decides, so a benchmark stopped and rerun trains no run twice over."""
+    flags = ["-d", data, "-o", out, "-b", str(args.batchsize), "--snapshot_every", "200"]
+    flags += ["--stacks_num", str(args.stacks_num), "--layers_num", str(args.layers_num)]
+    flags += ["--hidden_dim", str(args.hidden_dim), "--out_hidden_dim", str(args.out_hidden_dim)]
     if not conditioned:
         flags.append("--no_local_conditioning")
-    deadline = time.monotonic() + 60 * minutes
-    while time.monotonic() < deadline:
-        epochs = len([r for r in read_json(os.path.join(out, "log.json"), []) if "val_nll" in r])
-        resume = ["-r", out] if epochs else []
-        run("train_wavenet.py", *flags, *resume, "-e", str(epochs + 1))
+    while training_minutes(out) < minutes:
+        epochs = len(read_json(os.path.join(out, "log.json"), []))
+        snapshotted = os.path.isdir(out) and any(n.startswith("snapshot_iter_") for n in os.listdir(out))
+        resume = ["-r", out] if snapshotted else []
+        run("train_wavenet.py", *flags, *resume, "-e", str(epochs + 1), log=out + ".log")
+
+
+def training_minutes(out):
+    """Minutes of training the run in `out` has logged (its last epoch's elapsed time)."""
+    return read_json(os.path.join(out, "log.json"), [{}])[-1].get("elapsed", 0) / 60
 
 
 def read_json(path, missing):
@@ -255,16 +252,17 @@ def main():
     results = read_json(results_path, [])
     trained = results[-1]["minutes"] if results else 0.0
     while trained < args.minutes - 1e-9:
-        step = min(args.eval_minutes, args.minutes - trained)
-        for name, out in runs.items():
-            train_for(args, data, out, step, conditioned=name == "conditioned")
-        trained += step
+        trained = min(trained + args.eval_minutes, args.minutes)
+        # the two runs train side by side, one process each (set OMP_NUM_THREADS to share the cores)
+        with ThreadPoolExecutor(len(runs)) as pool:
+            jobs = [
+                pool.submit(train_until, args, data, out, trained, name == "conditioned") for name, out in runs.items()
+            ]
+            for job in jobs:
+                job.result()
         rows = evaluate(args, clips, runs, trained)
         # the time the epochs took, which overshoots the budget by up to an epoch
-        spent = {
-            name: read_json(os.path.join(out, "log.json"), [{}])[-1].get("elapsed", 0) / 60
-            for name, out in runs.items()
-        }
+        spent = {name: training_minutes(out) for name, out in runs.items()}
         print_table(spent["conditioned"], rows)
         results.append({"minutes": trained, "training_minutes": spent, "clips": rows, "mean": average(rows)})
         atomic_write(results_path, lambda f: f.write(json.dumps(results, indent=1).encode()))
