@@ -13,7 +13,9 @@ PESQ (pesq, 16 kHz; narrow-band at 8 kHz), and the held-out bits per sample of b
 (teacher-forced). The two models train side by side (one process each; their output goes to
 --out/conditioned.log and --out/unconditioned.log), each by whole epochs until its own logged
 training time reaches the next evaluation, so a stopped benchmark resumes where it stopped: rerun
-the same command. Results: a table per evaluation, and --out/vocoder.json.
+the same command. Results: a table per evaluation, --out/vocoder.json, and per evaluation and clip
+--out/resynthesis/<minutes>min/<clip>/: sample_0.wav (WaveNet), griffin_lim.wav and log_mel.png
+(the log-mel spectrograms of the original and both resyntheses).
 """
 
 import argparse
@@ -30,8 +32,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from wavenet import checkpoint  # noqa: E402
 from wavenet.audio import load_audio, mu_law_encode, write_wav  # noqa: E402
-from wavenet.features import MelSettings, normalise, recording_frames  # noqa: E402
+from wavenet.features import MelSettings, log_mel, normalise, recording_frames  # noqa: E402
 from wavenet.files import atomic_write  # noqa: E402
+from wavenet.plots import plot_log_mels  # noqa: E402
 from wavenet.recordings import find_audio  # noqa: E402
 from wavenet.registry import KINDS  # noqa: E402
 from wavenet.sampling import inference  # noqa: E402
@@ -208,10 +211,19 @@ def evaluate(args, clips, runs, minutes):
             write_wav(at_rate, reference, args.rate)
         run("infer_wavenet.py", "-m", runs["conditioned"], "--mel", at_rate, "-c", "1", "-o", folder)
         wavenet = load_audio(os.path.join(folder, "sample_0.wav"), args.rate)
+        baseline = griffin_lim(at_rate, stored, args.griffin_lim_iterations)
+        write_wav(os.path.join(folder, "griffin_lim.wav"), baseline, args.rate)
+        heard = {
+            "original": reference,
+            "WaveNet": wavenet,
+            f"Griffin-Lim ({args.griffin_lim_iterations} iterations)": baseline,
+        }
+        panels = [(f"{title}: {name}", log_mel(audio, MelSettings.from_dict(stored))) for title, audio in heard.items()]
+        plot_log_mels(panels, stored["hop"] / args.rate, os.path.join(folder, "log_mel.png"))
         row = {
             "clip": name,
             "wavenet": scores(reference, wavenet, args.rate),
-            "griffin_lim": scores(reference, griffin_lim(at_rate, stored, args.griffin_lim_iterations), args.rate),
+            "griffin_lim": scores(reference, baseline, args.rate),
         }
         for kind, (model, meta) in models.items():
             row[f"bits_{kind}"] = held_out_bits(model, meta, at_rate, args.rate)

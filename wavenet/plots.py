@@ -105,3 +105,21 @@ def plot_layer_stats(history, path, which="data", pattern=""):
     fig.tight_layout()
     save_png(fig, path, dpi=80)
     return len(names)
+
+
+def plot_log_mels(panels, hop_seconds, path):
+    """Log-mel spectrograms stacked on one time axis and one colour scale, e.g. an original and its resyntheses.
+
+    panels: [(title, frames (F, bands) natural-log mel energies)]; hop_seconds: time between frames.
+    """
+    low = min(float(np.min(frames)) for _, frames in panels)
+    high = max(float(np.max(frames)) for _, frames in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.9 * len(panels)), sharex=True, squeeze=False)
+    for ax, (title, frames) in zip(axes[:, 0], panels):
+        extent = (0, len(frames) * hop_seconds, 0, frames.shape[1])
+        image = ax.imshow(frames.T, origin="lower", aspect="auto", cmap="magma", vmin=low, vmax=high, extent=extent)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("mel band")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.colorbar(image, ax=axes[:, 0].tolist(), label="ln mel energy", fraction=0.03)
+    save_png(fig, path, dpi=100)
