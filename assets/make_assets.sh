@@ -62,6 +62,14 @@ PY
 cp "$R/lj_primed/sample_0.wav" assets/ljspeech_primed.wav
 shrink "$R/lj_primed/sample_0.png" assets/ljspeech_primed.png
 
+# ---- 5. Shipped models (assets/models/): the digits model at 4 levels; its best snapshot, its grid, its score
+"$PY" train.py --dataset digits --levels 4 -d 32 -n 6 --out_hidden_dim 64 -b 32 -e 40 -o "$R/digits4_ship"
+mkdir -p assets/models
+cp "$("$PY" -c 'import sys; from wavenet.checkpoint import resolve; print(resolve(sys.argv[1], "pixelcnn_"))' "$R/digits4_ship")" assets/models/digits_levels4.pt
+(cd assets/models && sha256sum digits_levels4.pt > SHA256SUMS)
+"$PY" infer.py -m assets/models/digits_levels4.pt -c 10 --seed 0 -o assets/shipped_digits_levels4.png
+"$PY" bench/sample_quality.py -m assets/models/digits_levels4.pt -k 50 --seed 0
+
 # ---- The figures quoted in RESULTS.md: test bits/dim from log.json, dominant frequency by numpy FFT
 "$PY" - "$R" <<'PY'
 import json, os, sys
