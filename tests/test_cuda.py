@@ -412,3 +412,26 @@ def test_two_gpus_train_with_nccl_and_resume(tmp_path):
     second = torchrun("train.py", *TINY_RUN, "-g", "0", "-e", "2", "-o", out, "--resume", out)
     assert len(table_rows(second)) == 2, second
     assert [r["epoch"] for r in read_log(out)] == [1, 2]
+
+
+def test_resume_where_fewer_gpus_are_visible_restores_the_devices_there_are(monkeypatch):
+    from wavenet import training
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    states = training.rng_states() | {"cuda": [torch.tensor([1], dtype=torch.uint8)] * 2}  # saved with 2 GPUs
+    training.set_rng_states(states)
+    assert [device for _, device in restored] == [0]
+
+
+@pytest.mark.parametrize("ids", ["label", "speaker"])
+def test_id_checks_never_read_a_device_tensor_back(ids):
+    # reading min/max of a GPU tensor waits for the device in every forward; a meta tensor has no values,
+    # so any read-back would raise here
+    from wavenet.models import check_ids
+
+    check_ids(ids, torch.tensor([0, 99], device="meta"), 3)
+    with pytest.raises(ValueError, match=f"{ids} out of range 0..2"):
+        check_ids(ids, torch.tensor([0, 99]), 3)

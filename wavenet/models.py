@@ -10,6 +10,7 @@ arguments, `model.config` is the instance, and checkpoints store it as a dict
 import inspect
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -117,8 +118,20 @@ class GatedPixelCNN(nn.Module):
             return
         if label is None or label.shape != (batch,):
             raise ValueError(f"label must be a long tensor of shape ({batch},)")
-        if label.numel() and (label.min() < 0 or label.max() >= self.num_classes):
-            raise ValueError(f"label out of range 0..{self.num_classes - 1}: got {label.tolist()}")
+        check_ids("label", label, self.num_classes)
+
+
+def check_ids(name, ids, count):
+    """Raise ValueError if a class or speaker id in `ids` is outside 0..count-1.
+
+    Checked for CPU tensors only: on a GPU, reading min and max back would make every forward wait for
+    the device (and break a --compile graph), and an id out of range stops the embedding kernel with a
+    device-side assert there anyway. The scripts check user-given ids on the CPU before they get here.
+    """
+    if ids.device.type != "cpu" or torch.compiler.is_compiling() or not ids.numel():
+        return
+    if ids.min() < 0 or ids.max() >= count:
+        raise ValueError(f"{name} out of range 0..{count - 1}: got {ids.tolist()}")
 
 
 def receptive_field(stacks_num, layers_num, kernel_width=2):
@@ -249,8 +262,7 @@ class WaveNet(nn.Module):
             return
         if speaker is None or speaker.shape != (batch,):
             raise ValueError(f"speaker must be a long tensor of shape ({batch},)")
-        if speaker.min() < 0 or speaker.max() >= self.num_speakers:
-            raise ValueError(f"speaker out of range 0..{self.num_speakers - 1}: got {speaker.tolist()}")
+        check_ids("speaker", speaker, self.num_speakers)
 
     def check_features(self, features, batch):
         """Raise ValueError unless `features` fits this model (None iff not locally conditioned)."""

@@ -81,8 +81,11 @@ def rng_states():
 def set_rng_states(states):
     """Restore what rng_states() saved."""
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if torch.cuda.is_available():
+        # a run resumed where fewer GPUs are visible restores the devices there are (set_rng_state_all
+        # would fail on the first missing one); each process trains on one device anyway
+        for device, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, device)
     name, keys, *rest = states["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     random.setstate(states["python"])
