@@ -8,9 +8,10 @@ Without CUDA (and without --device cpu) it says so in one line and exits 0, so `
 Rows, each time-boxed to --seconds of measurement after a warm-up, the whole table to --budget seconds:
 
 - Training: one step of the project's own loop (`training.Trainer.step`: the batch copied to the GPU,
-  the loss, backward, clipping, Adam), fp32 and --amp (bf16 autocast), at the default architectures that
-  bench/training.py times on the CPU: Gated PixelCNN 128 channels, 15 blocks, 256 levels, batch 16 of
-  28x28x3; WaveNet 32/32 channels, 5 x 10 layers, batch 8 of 1,600 scored samples.
+  the loss, backward, clipping, Adam), fp32, --amp (bf16 autocast) and --amp --amp_dtype float16 (with
+  a GradScaler), at the default architectures that bench/training.py times on the CPU: Gated PixelCNN
+  128 channels, 15 blocks, 256 levels, batch 16 of 28x28x3; WaveNet 32/32 channels, 5 x 10 layers,
+  batch 8 of 1,600 scored samples.
 - PixelCNN sampling: infer.py's defaults (100 images of 28x28x3, cached), with a CUDA generator as infer.py
   -g 0 draws; the naive loop runs 3 sub-pixels and is extrapolated, as in bench/sampling_pixelcnn.py.
 - WaveNet generation from silence with the default WaveNet: the cached torch path (what infer_wavenet.py
@@ -92,8 +93,10 @@ def rate_of(step, seconds, device, warmup=2, min_steps=3):
     return steps / (time.perf_counter() - start)
 
 
-def training_trainer(kind, size, amp, device, out):
-    """(Trainer, one batch on the CPU, items per batch) for the project's own step on random data."""
+def training_trainer(kind, size, amp_dtype, device, out):
+    """(Trainer, one batch on the CPU, items per batch) for the project's own step on random data.
+
+    amp_dtype: None for fp32, else --amp_dtype's value."""
     torch.manual_seed(0)
     if kind == "pixelcnn":
         s = size["pixelcnn"]
@@ -109,10 +112,19 @@ def training_trainer(kind, size, amp, device, out):
         data = TensorDataset(codes, torch.zeros(s["batch"], dtype=torch.long))
         task = Task(loss=wavenet_nll(s["scored"], conditioned=False), dims=1, meta={})
         items = s["batch"] * s["scored"]
-    settings = Settings(out=out, batchsize=len(data), amp=amp)
+    amp = {"amp": True, "amp_dtype": amp_dtype} if amp_dtype else {}
+    settings = Settings(out=out, batchsize=len(data), **amp)
     trainer = build_trainer(model, task, data, data, settings, device)
     batch = [t.pin_memory() if device.type == "cuda" else t for t in data.tensors]  # as the DataLoader pins them
     return trainer, batch, items
+
+
+# the training rows: --amp_dtype (None: fp32) and the method column's words
+METHODS = (
+    (None, "this project (fp32)"),
+    ("bfloat16", "this project, `--amp` (bf16)"),
+    ("float16", "this project, `--amp --amp_dtype float16` (fp16, loss scaling)"),
+)
 
 
 def training_rows(size, device, seconds, clock):
@@ -120,14 +132,13 @@ def training_rows(size, device, seconds, clock):
     units = {"pixelcnn": "images/s", "wavenet": "scored samples/s"}
     names = {"pixelcnn": "Gated PixelCNN", "wavenet": "WaveNet"}
     for kind in ("pixelcnn", "wavenet"):
-        for amp in (False, True):
-            method = "this project, `--amp` (bf16)" if amp else "this project (fp32)"
+        for amp_dtype, method in METHODS:
             if clock.out():
                 rows.append((names[kind], method, "skipped (time box)", ""))
                 continue
             reset_peak(device)
             with tempfile.TemporaryDirectory(prefix="gpu_check_") as out:
-                trainer, batch, items = training_trainer(kind, size, amp, device, out)
+                trainer, batch, items = training_trainer(kind, size, amp_dtype, device, out)
                 rate = rate_of(lambda trainer=trainer, batch=batch: trainer.step(batch), seconds, device)
                 rows.append((names[kind], method, f"{rate * items:,.1f} {units[kind]}", peak_gb(device)))
                 del trainer, batch

@@ -386,11 +386,16 @@ def test_scripts_train_and_sample_with_the_gpu_flag(script_device, speech, tmp_p
 
 @pytest.mark.parametrize(
     "script, flags",
-    [("train.py", ["--amp"]), ("train.py", ["--compile"]), ("train_wavenet.py", ["--amp", "--compile"])],
-    ids=["pixelcnn-amp", "pixelcnn-compile", "wavenet-amp-compile"],
+    [
+        ("train.py", ["--amp"]),
+        ("train.py", ["--amp", "--amp_dtype", "float16"]),
+        ("train.py", ["--compile"]),
+        ("train_wavenet.py", ["--amp", "--compile"]),
+    ],
+    ids=["pixelcnn-amp", "pixelcnn-amp-fp16", "pixelcnn-compile", "wavenet-amp-compile"],
 )
 def test_amp_and_compile_train_and_reduce_the_loss(script_device, script, flags, speech, tmp_path):
-    """--amp (bf16 autocast; the loop has no fp16 path, so no GradScaler) and --compile (inductor) on the device:
+    """--amp (bf16 autocast, and fp16 with a GradScaler) and --compile (inductor) on the device:
     three epochs run without error, every nll is finite, and the last epoch's train and validation nll are
     below the first's."""
     tiny = TINY_PIXELCNN + ["-b", "64"] if script == "train.py" else TINY_WAVENET + ["-b", "16", "-d", speech]

@@ -1,4 +1,5 @@
-"""--amp, --compile and --workers on the CPU: each reaches the training step, and the loss stays finite."""
+"""--amp (bfloat16, and float16 with a gradient scaler), --compile and --workers on the CPU: each reaches the
+training step, and the loss stays finite."""
 
 import functools
 import math
@@ -12,7 +13,7 @@ from helpers import ROOT, TINY_PIXELCNN, read_log
 
 import train
 import wavenet.launch
-from wavenet import GatedPixelCNN
+from wavenet import GatedPixelCNN, checkpoint, cli
 from wavenet.training import Trainer
 
 TINY = [*TINY_PIXELCNN, "-b", "128", "-e", "1"]
@@ -49,6 +50,51 @@ def test_amp_computes_in_bfloat16_and_the_loss_stays_finite(tmp_path, monkeypatc
     train.main(TINY + ["-o", str(tmp_path / "amp"), "--amp"])
     assert torch.bfloat16 in seen
     assert_finite(read_log(tmp_path / "amp"))
+
+
+def test_amp_float16_scales_the_loss_computes_in_float16_and_resumes_its_scale(tmp_path, monkeypatch):
+    seen, scalers = set(), []
+    build = Trainer.__init__
+
+    def hook(self, model, *args, **kwargs):
+        build(self, model, *args, **kwargs)
+        scalers.append(self.scaler)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.register_forward_hook(lambda _m, _x, y: seen.add(y.dtype))
+
+    monkeypatch.setattr(Trainer, "__init__", hook)
+    out = str(tmp_path / "fp16")
+    train.main(TINY + ["-o", out, "--amp", "--amp_dtype", "float16"])
+    assert torch.float16 in seen and torch.bfloat16 not in seen
+    assert scalers[0].is_enabled()
+    assert_finite(read_log(out))
+    saved = checkpoint.load(checkpoint.resolve(out, "snapshot_iter_"))["scaler"]
+    assert saved["scale"] == scalers[0].get_scale()
+    loaded = []
+    load = torch.amp.GradScaler.load_state_dict
+    monkeypatch.setattr(torch.amp.GradScaler, "load_state_dict", lambda self, d: (loaded.append(d), load(self, d)))
+    train.main(TINY[:-1] + ["2", "-o", out, "--amp", "--amp_dtype", "float16", "--resume", out])
+    assert loaded == [saved] and len(read_log(out)) == 2  # the resumed run goes on from the saved scale
+
+
+def test_bfloat16_amp_needs_no_scaler_and_amp_dtype_needs_amp(tmp_path, monkeypatch, capsys):
+    scalers = []
+    build = Trainer.__init__
+
+    def hook(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        scalers.append(self.scaler)
+
+    monkeypatch.setattr(Trainer, "__init__", hook)
+    train.main(TINY + ["-o", str(tmp_path / "bf16"), "--amp"])
+    assert not scalers[0].is_enabled()
+    assert checkpoint.load(checkpoint.resolve(str(tmp_path / "bf16"), "snapshot_iter_"))["scaler"] == {}
+    with pytest.raises(SystemExit):
+        cli.run(lambda: train.main(TINY + ["-o", str(tmp_path / "no_amp"), "--amp_dtype", "float16"]))
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --amp_dtype float16 acts only with --amp: add --amp, or drop --amp_dtype"
+    )
 
 
 def record_worker(folder, init, worker_id):

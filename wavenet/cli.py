@@ -223,6 +223,13 @@ def add_training_flags(
     )
     parser.add_argument("--amp", action="store_true", default=DEFAULTS.amp, help="Mixed precision: bfloat16 autocast")
     parser.add_argument(
+        "--amp_dtype",
+        choices=("bfloat16", "float16"),
+        default=DEFAULTS.amp_dtype,
+        help="The type --amp computes in: float16 scales the loss (torch.amp.GradScaler) so small gradients do "
+        "not underflow; for GPUs without bfloat16, such as the T4 or V100",
+    )
+    parser.add_argument(
         "--compile", action="store_true", default=DEFAULTS.compile, help="Compile the model with torch.compile"
     )
     parser.add_argument(

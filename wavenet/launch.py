@@ -31,6 +31,7 @@ class Settings:
     seed: int = 0
     workers: int = 0
     amp: bool = False
+    amp_dtype: str = "bfloat16"  # of --amp's autocast: "bfloat16", or "float16" with a gradient scaler
     compile: bool = False
     resume: str = ""
     keep: int = 0  # model snapshots kept (the newest, which are the best); 0: all, as the original
@@ -45,8 +46,14 @@ def build_trainer(model, task, train_set, val_set, settings, device, run_args=No
     """
     model = model.to(device)
     group = Group(device)
-    if settings.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError(f"--amp: {torch.cuda.get_device_name(device)} has no bfloat16 support; drop --amp")
+    if settings.amp_dtype != Settings.amp_dtype and not settings.amp:
+        raise UserError(f"--amp_dtype {settings.amp_dtype} acts only with --amp: add --amp, or drop --amp_dtype")
+    bfloat16 = settings.amp and settings.amp_dtype == "bfloat16"
+    if bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise UserError(
+            f"--amp: {torch.cuda.get_device_name(device)} has no bfloat16 support; add --amp_dtype float16 "
+            "(autocast in float16 with a gradient scaler), or drop --amp"
+        )
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     net = group.wrap(model)
     net = torch.compile(net) if settings.compile else net

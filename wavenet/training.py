@@ -107,6 +107,10 @@ class Trainer:
         self.state = TrainState(world_size=group.world_size)
         self.interrupted = False
         self.board = None  # the TensorBoardLog of --tensorboard while fit runs (main process)
+        # float16 gradients underflow to 0 unless the loss is scaled up first; bfloat16 has float32's
+        # range and needs no scaling. A disabled scaler passes everything through unchanged.
+        scaled = settings.amp and settings.amp_dtype == "float16"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=scaled)
 
     def restore(self, snapshot, source):
         """Go on from trainer `snapshot` (checked by RunFolder.check_resume; `source` names it in errors)."""
@@ -118,6 +122,8 @@ class Trainer:
         if self.group.rank:  # rank 0 carries the running sums of the epoch for all ranks
             self.state.train_nll_sum, self.state.train_items = 0.0, 0
         set_rng_states(snapshot["rng"])
+        if snapshot.get("scaler"):  # the loss scale a float16 run had reached
+            self.scaler.load_state_dict(snapshot["scaler"])
 
     def fit(self):
         """Train until --epoch epochs are done; returns the history of per-epoch records."""
@@ -183,7 +189,8 @@ class Trainer:
         if not math.isfinite(mean_loss):
             raise diverged(mean_loss, self.state.iteration + 1, self.folder.last_trainer_snapshot())
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)  # clipping and the logged norm see the true gradients
         grad_norm = None  # of all gradients before clipping
         if self.settings.clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip)
@@ -194,13 +201,15 @@ class Trainer:
                 )
             lr = self.optimizer.param_groups[0]["lr"]
             self.board.step(self.state.iteration + 1, mean_loss / LN2, grad_norm.item(), lr)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # skipped (and the scale lowered) when a float16 gradient overflowed
+        self.scaler.update()
         return nll_sum.item(), items
 
     def nll(self, net, batch):
-        """The task's (nll_sum, items) of `batch` under `net` on this device (bfloat16 autocast with --amp)."""
+        """The task's (nll_sum, items) of `batch` under `net` on this device (autocast in --amp_dtype with --amp)."""
         batch = [t.to(self.device, non_blocking=True) for t in batch]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp):
+        dtype = getattr(torch, self.settings.amp_dtype)
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.settings.amp):
             return self.task.loss(net, batch)
 
     def evaluate(self):
@@ -267,6 +276,7 @@ class Trainer:
             state = {**asdict(self.state), "train_nll_sum": nll_sum, "train_items": int(items)}
             snapshot = checkpoint.model_snapshot(self.model, self.task.meta)
             snapshot.update(optimizer=self.optimizer.state_dict(), state=state, rng=rng_states())
+            snapshot.update(scaler=self.scaler.state_dict())  # {} unless --amp_dtype float16
             self.folder.save_trainer_snapshot(snapshot, self.state.iteration)
         self.group.barrier()
         return self.folder.trainer_snapshot_path(self.state.iteration)
