@@ -22,7 +22,7 @@ from .audio import (
 from .corpus import CODES_FILE, FEATURES_FILE, FORMAT, MAX_LEVELS, META_FILE, RECORDINGS_FILE, SPEAKERS_FILE
 from .decoding import TOO_SHORT, decode_files
 from .errors import UserError
-from .features import statistics, stored_settings
+from .features import MelSettings, statistics, stored_settings
 from .recordings import find_audio, speakers_of
 from .report import bar as progress_bar
 
@@ -119,44 +119,46 @@ def format_duration(seconds):
     return f"{seconds / 3600:.2f} h" if seconds >= 36 else f"{seconds:.1f} s"
 
 
-def preprocess(
-    data,
-    output,
-    rate,
-    chunk_length,
-    workers=1,
-    flush_every=100,
-    levels=256,
-    receptive_field=None,
-    speaker_level=None,
-    mel=None,
-):
+@dataclass(frozen=True)
+class PreprocessJob:
+    """What one `preprocess` run writes, whatever the folders: its arguments after `data` and `output`."""
+
+    rate: int  # Hz; files at other rates are resampled
+    chunk_length: int  # codes per chunk: a training window, windows.WindowGeometry(...).length
+    workers: int = 1  # processes decoding files (1: this process)
+    flush_every: int = 100  # chunks buffered between writes
+    levels: int = 256  # mu-law levels, stored one byte per code
+    receptive_field: int | None = None  # recorded in the meta file; that much silence leads each file in
+    # which folder names a file's speaker (recordings.speakers_of); the meta file records it, except the
+    # default None (each file's folder), so that such folders stay byte for byte what they were before it
+    speaker_level: int | None = None
+    mel: MelSettings | None = None  # the log-mel frames to store beside the codes (None: none)
+
+    def __post_init__(self):
+        if not 2 <= self.levels <= MAX_LEVELS:
+            raise UserError(f"levels {self.levels}: codes are stored in one byte, pass 2..{MAX_LEVELS}")
+        if min(self.rate, self.chunk_length, self.workers, self.flush_every) <= 0:
+            raise ValueError(
+                f"rate, chunk_length, workers and flush_every must be positive, got "
+                f"{self.rate}, {self.chunk_length}, {self.workers}, {self.flush_every}"
+            )
+        if self.speaker_level is not None and self.speaker_level < 0:
+            raise ValueError(f"speaker_level must be None or >= 0, got {self.speaker_level}")
+        if not MIN_RATE <= self.rate <= MAX_RATE:
+            raise UserError(f"--rate {self.rate:,}: pass a sample rate from {MIN_RATE:,} to {MAX_RATE:,} Hz")
+
+
+def preprocess(data, output, rate, chunk_length, **options):
     """Turn the audio under `data` into chunks of `chunk_length` mu-law codes in folder `output`.
 
-    chunk_length: the length of a training window, windows.WindowGeometry(receptive_field,
-    target_length).length, computed by the caller. workers: processes decoding files (1 runs in this
-    process). flush_every: chunks buffered between writes. receptive_field: recorded in the meta file,
-    and that much silence leads each file in. speaker_level: which folder names a file's speaker
-    (recordings.speakers_of); the meta file records it, except the default None (each file's folder),
-    so that such folders stay byte for byte what they were before the flag. mel: the
-    features.MelSettings of log-mel frames to store beside the codes (None: none). Returns a
+    rate, chunk_length and the options: PreprocessJob's fields, with its defaults. Returns a
     PreprocessSummary; raises UserError if nothing is usable or a file lies above speaker_level. The
     four files are committed as a whole (see corpus), so the folder keeps its previous output, whole,
     until the new one is complete.
     """
-    if not 2 <= levels <= MAX_LEVELS:
-        raise UserError(f"levels {levels}: codes are stored in one byte, pass 2..{MAX_LEVELS}")
-    if rate <= 0 or chunk_length <= 0 or workers <= 0 or flush_every <= 0:
-        raise ValueError(
-            f"rate, chunk_length, workers and flush_every must be positive, got "
-            f"{rate}, {chunk_length}, {workers}, {flush_every}"
-        )
-    if speaker_level is not None and speaker_level < 0:
-        raise ValueError(f"speaker_level must be None or >= 0, got {speaker_level}")
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise UserError(f"--rate {rate:,}: pass a sample rate from {MIN_RATE:,} to {MAX_RATE:,} Hz")
+    job = PreprocessJob(rate, chunk_length, **options)
     files = find_audio(data)
-    speakers = speakers_of(files, data, speaker_level)  # before any decoding: a too shallow file ends the run now
+    speakers = speakers_of(files, data, job.speaker_level)  # before any decoding: a too shallow file ends the run now
     try:
         os.makedirs(output, exist_ok=True)
     except OSError as e:
@@ -169,20 +171,7 @@ def preprocess(
     except OSError as e:
         raise UserError(f"output folder {output!r}: cannot write in it ({e.strerror}); pick another --output") from None
     try:
-        summary = write_staged(
-            data,
-            files,
-            speakers,
-            speaker_level,
-            staging,
-            rate,
-            chunk_length,
-            workers,
-            flush_every,
-            levels,
-            receptive_field,
-            mel,
-        )
+        summary = write_staged(data, files, speakers, staging, job)
         corpus_commit.commit(output, staging)
     except BaseException:
         corpus_commit.discard(staging)  # Ctrl-C or an error: the previous output stays, and nothing else
@@ -190,29 +179,15 @@ def preprocess(
     return summary
 
 
-def write_staged(
-    data,
-    files,
-    speakers,
-    speaker_level,
-    staging,
-    rate,
-    chunk_length,
-    workers,
-    flush_every,
-    levels,
-    receptive_field,
-    mel,
-):
-    """Decode `files` and write the output files into folder `staging`, each fsynced, meta last.
-
-    speakers: the speaker name of each file, named by speaker_level (recordings.speakers_of);
-    mel: features.MelSettings of the log-mel frames to write too, or None.
+def write_staged(data, files, speakers, staging, job):
+    """Decode `files` and write the output files of PreprocessJob `job` into folder `staging`, each fsynced,
+    meta last. speakers: the speaker name of each file, named by job.speaker_level (recordings.speakers_of).
     """
+    rate, chunk_length, mel, lead_in = job.rate, job.chunk_length, job.mel, job.receptive_field or 0
     base = data if os.path.isdir(data) else os.path.dirname(data)
     speaker_by_path = dict(zip(files, speakers))
     summary = PreprocessSummary(
-        files_found=len(files), rate=rate, chunk_length=chunk_length, speaker_level=speaker_level
+        files_found=len(files), rate=rate, chunk_length=chunk_length, speaker_level=job.speaker_level
     )
     file_speakers = []  # (speaker name, chunks, samples) per file that gave chunks, in file order
 
@@ -222,7 +197,7 @@ def write_staged(
         codes = NpyRows(f, np.uint8, chunk_length)
         frames = None if features is None else NpyRows(features, np.float32, mel.bands)
         pending, pending_rows = [], 0
-        decoded = decode_files(files, rate, chunk_length, levels, workers, lead_in=receptive_field or 0, mel=mel)
+        decoded = decode_files(files, rate, chunk_length, job.levels, job.workers, lead_in=lead_in, mel=mel)
         with progress_bar(total=len(files), unit="file", desc="preprocess") as bar:
             for path, result in decoded:
                 bar.update()
@@ -235,7 +210,7 @@ def write_staged(
                 if frames is not None:
                     frames.append(result.frames)
                     frame_counts.append(len(result.frames))
-                if pending_rows >= flush_every:
+                if pending_rows >= job.flush_every:
                     codes.append(np.concatenate(pending))
                     pending, pending_rows = [], 0
         if summary.chunks == 0:
@@ -269,8 +244,8 @@ def write_staged(
         "format": FORMAT,
         "rate": rate,
         "chunk_length": chunk_length,
-        "levels": levels,
-        "receptive_field": receptive_field,
+        "levels": job.levels,
+        "receptive_field": job.receptive_field,
         "speakers": summary.speakers,
         "chunks": summary.chunks,
         "recordings": len(recordings),
@@ -281,13 +256,13 @@ def write_staged(
         "refused": [name for name, _ in summary.refused],
         "files": corpus.commit_record(staging),  # what this meta file commits: readers check it
     }
-    if speaker_level is not None:
-        meta["speaker_level"] = speaker_level
+    if job.speaker_level is not None:
+        meta["speaker_level"] = job.speaker_level
     if mel is not None:
         stored = np.load(os.path.join(staging, FEATURES_FILE), mmap_mode="r")
         bounds = np.cumsum([0, *frame_counts])
         mean, std = statistics(stored[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
-        meta["features"] = stored_settings(mel, mean, std, lead_in=receptive_field or 0)
+        meta["features"] = stored_settings(mel, mean, std, lead_in=lead_in)
     text = json.dumps(meta, indent=1, sort_keys=True) + "\n"
     write_file(os.path.join(staging, META_FILE), lambda f: f.write(text.encode()))
     return summary
