@@ -7,13 +7,14 @@ Whole clips are held out (the last --held_out of the sorted files). The rest are
 --mel and train two WaveNets of the same architecture for the same budget: one locally conditioned
 on the log-mel frames, one unconditioned. After every --eval_minutes of training, each held-out clip
 is resynthesised by `infer_wavenet.py --mel CLIP` (temperature --temperature) and by Griffin-Lim
-(`librosa.feature.inverse.mel_to_audio`, --griffin_lim_iterations iterations, from the same mel
-frames), and both are scored against the original at the model's rate: STOI (pystoi) and wide-band
-PESQ (pesq, 16 kHz; narrow-band at 8 kHz), and the held-out bits per sample of both models
-(teacher-forced). The two models train side by side (one process each; their output goes to
+(`librosa.feature.inverse.mel_to_audio`'s steps, --griffin_lim_iterations iterations from seeded
+random phases, from the same mel frames), and both are scored against the original at the model's
+rate: STOI (pystoi) and wide-band PESQ (pesq, 16 kHz; narrow-band at 8 kHz), and the held-out bits
+per sample of both models (teacher-forced). The two models train side by side (one process each; their output goes to
 --out/conditioned.log and --out/unconditioned.log), each by whole epochs until its own logged
 training time reaches the next evaluation, so a stopped benchmark resumes where it stopped: rerun
-the same command. Results: a table per evaluation, --out/vocoder.json, and per evaluation and clip
+the same command. Results: a table per evaluation, --out/vocoder.json, --out/curve.png (the metrics
+against training time; rerunning a finished benchmark redraws it), and per evaluation and clip
 --out/resynthesis/<minutes>min/<clip>/: sample_0.wav (WaveNet), griffin_lim.wav and log_mel.png
 (the log-mel spectrograms of the original and both resyntheses).
 """
@@ -34,7 +35,7 @@ from wavenet import checkpoint  # noqa: E402
 from wavenet.audio import load_audio, mu_law_encode, write_wav  # noqa: E402
 from wavenet.features import MelSettings, log_mel, normalise, recording_frames  # noqa: E402
 from wavenet.files import atomic_write  # noqa: E402
-from wavenet.plots import plot_log_mels  # noqa: E402
+from wavenet.plots import plot_log_mels, save_png  # noqa: E402
 from wavenet.recordings import find_audio  # noqa: E402
 from wavenet.registry import KINDS  # noqa: E402
 from wavenet.sampling import inference  # noqa: E402
@@ -155,23 +156,31 @@ def held_out_bits(model, meta, clip, rate):
 
 
 def griffin_lim(clip, stored, iterations):
-    """Griffin-Lim from the clip's log-mel frames (the model's features), at the model's rate."""
+    """Griffin-Lim from the clip's log-mel frames (the model's features), at the model's rate.
+
+    librosa.feature.inverse.mel_to_audio's two steps, so that Griffin-Lim's random initial phases can
+    be seeded: every evaluation then scores the same baseline."""
     import librosa
 
     settings = MelSettings.from_dict(stored)
     samples = load_audio(clip, settings.rate)
     frames = recording_frames(samples, stored)  # (F, bands), lead-in first
-    audio = librosa.feature.inverse.mel_to_audio(
+    magnitudes = librosa.feature.inverse.mel_to_stft(
         np.exp(frames.T).astype(np.float64),
         sr=settings.rate,
         n_fft=settings.fft,
-        hop_length=settings.hop,
-        win_length=settings.window,
         power=1.0,
-        n_iter=iterations,
         fmin=settings.fmin,
         fmax=settings.fmax,
+    )
+    audio = librosa.griffinlim(
+        magnitudes,
+        n_iter=iterations,
+        hop_length=settings.hop,
+        win_length=settings.window,
+        n_fft=settings.fft,
         pad_mode="constant",
+        random_state=0,
     )
     return audio[stored["lead_in"] : stored["lead_in"] + len(samples)]
 
@@ -252,6 +261,31 @@ def average(rows):
     }
 
 
+def plot_curve(results, griffin_lim_iterations, path):
+    """STOI, PESQ and held-out bits/sample against training minutes (the conditioned run's), from vocoder.json."""
+    import matplotlib.pyplot as plt  # wavenet.plots has chosen the Agg backend
+
+    minutes = [r["training_minutes"]["conditioned"] for r in results]
+    mean = [r["mean"] for r in results]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, metric, title in zip(axes, ("stoi", "pesq"), ("STOI", "PESQ")):
+        ax.plot(minutes, [m["wavenet"][metric] for m in mean], "o-", label="WaveNet")
+        ax.plot(
+            minutes, [m["griffin_lim"][metric] for m in mean], "s--", label=f"Griffin-Lim ({griffin_lim_iterations})"
+        )
+        ax.set_title(f"{title} (held-out mean)")
+    bits = axes[2]
+    bits.plot(minutes, [m["bits_conditioned"] for m in mean], "o-", label="conditioned")
+    bits.plot(minutes, [m["bits_unconditioned"] for m in mean], "s--", label="unconditioned")
+    bits.set_title("held-out bits/sample")
+    for ax in axes:
+        ax.set_xlabel("training minutes")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path, dpi=100)
+
+
 def main():
     args = parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -272,13 +306,17 @@ def main():
             ]
             for job in jobs:
                 job.result()
-        rows = evaluate(args, clips, runs, trained)
         # the time the epochs took, which overshoots the budget by up to an epoch
         spent = {name: training_minutes(out) for name, out in runs.items()}
+        if results and spent == results[-1]["training_minutes"]:
+            continue  # an overshooting epoch already covered this evaluation: nothing new to score
+        rows = evaluate(args, clips, runs, trained)
         print_table(spent["conditioned"], rows)
         results.append({"minutes": trained, "training_minutes": spent, "clips": rows, "mean": average(rows)})
         atomic_write(results_path, lambda f: f.write(json.dumps(results, indent=1).encode()))
-    print(f"\nresults: {results_path}")
+    if results:
+        plot_curve(results, args.griffin_lim_iterations, os.path.join(args.out, "curve.png"))
+    print(f"\nresults: {results_path} and {os.path.join(args.out, 'curve.png')}")
 
 
 if __name__ == "__main__":

@@ -87,3 +87,32 @@ print(own_peak_bytes(), subprocess.run([sys.executable, "-c", child], capture_ou
     parent_peak, child_peak = (int(n) for n in result.stdout.split())
     assert parent_peak >= 300 * 2**20
     assert child_peak < 100 * 2**20, f"the child's own peak, {child_peak / 2**20:.0f} MB, includes its parent's"
+
+
+LJSPEECH = os.path.join(ROOT, "..", "shared", "data", "speech", "ljspeech")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(LJSPEECH), reason="needs the LJ Speech clips of ../shared/data")
+def test_vocoder_benchmark_runs_quick_and_resumes_without_training_again(tmp_path):
+    # about 90 s: preprocessing, two tiny trainings, resynthesis, Griffin-Lim, STOI and PESQ
+    command = [sys.executable, "bench/vocoder.py", "--quick", "--data", LJSPEECH, "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    heads = r"clip +STOI wavenet +STOI G-L +PESQ wavenet +PESQ G-L +bits cond +bits uncond"
+    assert any(re.fullmatch(heads, line) for line in result.stdout.splitlines()), result.stdout
+    assert any(re.fullmatch(rf"mean(?: +{NUM}){{6}}", line) for line in result.stdout.splitlines()), result.stdout
+    clip = sorted(os.listdir(LJSPEECH))[-1].rsplit(".", 1)[0]  # --quick holds out the last clip
+    evaluations = sorted(os.listdir(tmp_path / "resynthesis"))
+    assert evaluations and sorted(os.listdir(tmp_path / "resynthesis" / evaluations[-1] / clip)) == [
+        "griffin_lim.wav",
+        "log_mel.png",
+        "sample_0.wav",
+    ]
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("conditioned", "unconditioned")}
+    # a rerun finds the budget spent: it trains neither run again and redraws the curve
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {name: (tmp_path / f"{name}.log").read_text() for name in logs} == logs
+    assert "after" not in again.stdout
