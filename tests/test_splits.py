@@ -131,7 +131,16 @@ def test_the_printed_line_counts_each_side_and_each_speaker(uneven):
         r = [len(set(uneven.recording[side][uneven.speaker_ids[side] == k].tolist())) for side in sides]
         each.append(f"{name} {w[0]}/{w[1]} ({r[0]}/{r[1]})")
     assert lines[1] == "per speaker, training/validation windows (recordings): " + ", ".join(each)
-    assert len(lines) == 2
+    # the third names what is held out: whole recordings by file, and where the cut one's validation begins
+    whole = sorted(set(uneven.recording[sides[1]].tolist()) - set(uneven.recording[sides[0]].tolist()))
+    (cut,) = set(uneven.recording[sides[1]].tolist()) & set(uneven.recording[sides[0]].tolist())
+    first = sides[1][uneven.recording[sides[1]] == cut].min()
+    k = first - np.flatnonzero(uneven.recording == cut)[0]  # its window k: k strides into the recording
+    names = ", ".join(uneven.recording_files[r] for r in whole)
+    cut_at = f"the end of {uneven.recording_files[cut]} from {k * (CHUNK - R) / RATE:.2f} s"
+    assert lines[2] == (f"held out: {names} and {cut_at}" if whole else f"held out: {cut_at}")
+    assert sorted(uneven.recording_files) == ["p225/a.wav", "p225/b.wav", "p225/long.wav", "p226/c.wav"]
+    assert len(lines) == 3
     shortened = describe_split(train, val, uneven, 0.3, speakers_shown=1).split("\n")[1]
     assert shortened.endswith(f": {each[0]}, ... (1 more)")
 
@@ -155,3 +164,16 @@ def test_training_prints_the_split_once_at_the_start(tmp_path, monkeypatch, caps
     assert f"validating on {len(given[0])} windows" in held[0] and abs(len(given[0]) - 0.1 * len(windows)) <= 1
     assert "held out (--val_fraction 0.1)" in held[0]
     assert out[out.index(held[0]) + 1].startswith("per speaker, training/validation windows (recordings): p225 ")
+
+
+def test_a_meta_file_naming_too_few_recording_files_is_refused(tmp_path):
+    from wavenet.corpus import META_FILE
+    from wavenet.errors import UserError
+
+    tones(tmp_path, {"p225/a.wav": 0.1, "p225/b.wav": 0.1})
+    path = tmp_path / "data" / META_FILE
+    meta = json.loads(path.read_text())
+    assert meta["recording_files"] == ["p225/a.wav", "p225/b.wav"]
+    path.write_text(json.dumps({**meta, "recording_files": ["p225/a.wav"]}))
+    with pytest.raises(UserError, match="names 1 recording files for 2 recordings; rerun preprocess.py"):
+        AudioWindows(str(tmp_path / "data"))

@@ -9,7 +9,8 @@ A folder written by `preprocessing.preprocess` holds four files:
     vctk_speakers.npy    int16 (N,)               speaker of each chunk, an index into meta["speakers"]
     vctk_recordings.npy  int64 (F,)               samples of each recording (lead-in included), in row
                                                   order: recording f fills the next ceil(samples / chunk_length) rows
-    vctk_meta.json       {"format", "rate", "chunk_length", "levels", "speakers", "chunks", "files", ...}
+    vctk_meta.json       {"format", "rate", "chunk_length", "levels", "speakers", "chunks", "files",
+                          "recording_files" (each recording's file, relative to --data; optional), ...}
 
 and, written by `preprocess.py --mel N`, a fifth:
 
@@ -78,6 +79,7 @@ class StoredChunks(NamedTuple):
     codes_checked: bool = True  # False: codes too large to scan at opening; check each window read
     features: np.ndarray | None = None  # float32 (frames, bands) memory-mapped log-mel frames, or None
     mel: dict | None = None  # meta["features"]: MelSettings, "mean", "std", "lead_in"; None without features
+    recording_files: list | None = None  # each recording's file, relative to --data; None where not recorded
 
 
 def read_folder(folder):
@@ -111,9 +113,25 @@ def read_folder(folder):
                 f"{path_of(folder, FEATURES_FILE)!r} holds {len(features):,} frames, but its codes need "
                 f"{frames:,} (the features and codes disagree in length); rerun preprocess.py --mel"
             )
+    files = meta.get("recording_files") if meta["format"] == FORMAT else None  # format 1: a chunk is a recording
+    if files is not None and len(files) != len(recording_samples):
+        raise UserError(
+            f"{path_of(folder, META_FILE)!r} names {len(files)} recording files for {len(recording_samples)} "
+            "recordings; rerun preprocess.py"
+        )
     verify_commit(folder, meta)  # last: a specific fault above says more than "mixes two runs"
     return StoredChunks(
-        codes, chunk_speakers, recording_samples, speakers, levels, rate, receptive_field, codes_checked, features, mel
+        codes,
+        chunk_speakers,
+        recording_samples,
+        speakers,
+        levels,
+        rate,
+        receptive_field,
+        codes_checked,
+        features,
+        mel,
+        files,
     )
 
 
@@ -160,6 +178,7 @@ def _is_mel(v):
 OPTIONAL_KEYS = {
     "receptive_field": (lambda v: v is None or _is_int(v, 0), "an integer >= 0 or null"),
     "features": (_is_mel, "the log-mel settings, per-band mean and std, and lead-in that preprocess.py --mel writes"),
+    "recording_files": (lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v), "a list of file names"),
     "files": (
         lambda v: (
             isinstance(v, dict)

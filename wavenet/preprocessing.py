@@ -189,7 +189,7 @@ def write_staged(data, files, speakers, staging, job):
     summary = PreprocessSummary(
         files_found=len(files), rate=rate, chunk_length=chunk_length, speaker_level=job.speaker_level
     )
-    file_speakers = []  # (speaker name, chunks, samples) per file that gave chunks, in file order
+    file_speakers = []  # (speaker name, chunks, samples, file name) per file that gave chunks, in file order
 
     frame_counts = []  # with mel: how many frames each file gave (for the statistics)
 
@@ -201,12 +201,13 @@ def write_staged(data, files, speakers, staging, job):
         with progress_bar(total=len(files), unit="file", desc="preprocess") as bar:
             for path, result in decoded:
                 bar.update()
-                summary.add(printable(os.path.relpath(path, base)), result)
+                name = printable(os.path.relpath(path, base))
+                summary.add(name, result)
                 if result.codes is None:
                     continue
                 pending.append(result.codes)
                 pending_rows += len(result.codes)
-                file_speakers.append((speaker_by_path[path], len(result.codes), result.samples))
+                file_speakers.append((speaker_by_path[path], len(result.codes), result.samples, name))
                 if frames is not None:
                     frames.append(result.frames)
                     frame_counts.append(len(result.frames))
@@ -229,16 +230,16 @@ def write_staged(data, files, speakers, staging, job):
             os.path.join(staging, CODES_FILE),
             lambda f: write_file(os.path.join(staging, FEATURES_FILE), lambda g: write_codes(f, g)),
         )
-    summary.speakers = sorted({name for name, _, _ in file_speakers})
+    summary.speakers = sorted({name for name, *_ in file_speakers})
     index = {name: i for i, name in enumerate(summary.speakers)}
     summary.speaker_files = [0] * len(index)
-    for name, _, _ in file_speakers:
+    for name, *_ in file_speakers:
         summary.speaker_files[index[name]] += 1
     if len(index) > np.iinfo(np.int16).max:
         raise UserError(f"{len(index)} speaker folders: at most {np.iinfo(np.int16).max} are supported")
-    speaker_ids = np.concatenate([np.full(n, index[name], dtype=np.int16) for name, n, _ in file_speakers])
+    speaker_ids = np.concatenate([np.full(n, index[name], dtype=np.int16) for name, n, *_ in file_speakers])
     write_file(os.path.join(staging, SPEAKERS_FILE), lambda f: np.save(f, speaker_ids))
-    recordings = np.array([samples for _, _, samples in file_speakers], dtype=np.int64)
+    recordings = np.array([samples for _, _, samples, _ in file_speakers], dtype=np.int64)
     write_file(os.path.join(staging, RECORDINGS_FILE), lambda f: np.save(f, recordings))
     meta = {
         "format": FORMAT,
@@ -249,6 +250,7 @@ def write_staged(data, files, speakers, staging, job):
         "speakers": summary.speakers,
         "chunks": summary.chunks,
         "recordings": len(recordings),
+        "recording_files": [name for *_, name in file_speakers],  # so a run can name what it holds out
         "files_read": summary.files_read,
         "seconds": round(summary.seconds, 3),
         "too_short": summary.too_short,

@@ -163,4 +163,23 @@ def describe_split(train, validation, windows, wanted, speakers_shown):
         each = [f"{names[k]} {train_w[k]:,}/{val_w[k]:,} ({train_r[k]}/{val_r[k]})" for k in range(shown)]
         more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
         line += "\nper speaker, training/validation windows (recordings): " + ", ".join(each) + more
+    if windows.recording_files is not None and not shared:
+        line += "\n" + held_out(windows, sides[1], recordings[1] - recordings[0], recordings[0] & recordings[1])
     return line
+
+
+def held_out(windows, validation, whole, cut, shown=3):
+    """The line naming what validation holds: its `whole` recordings (the first `shown` of them) and the
+    end of each `cut` one, from the second of the recording where its first validation window scores."""
+    files, recording = windows.recording_files, np.asarray(windows.recording)
+    whole = sorted(whole)
+    names = ", ".join(files[r] for r in whole[:shown]) + (", ..." if len(whole) > shown else "")
+    parts = [f"{counted(len(whole), 'recording')} ({names})" if len(whole) > shown else names] if whole else []
+    for r in sorted(cut):
+        first = np.flatnonzero(recording == r)[0]  # its window 0 starts where the recording does
+        start = validation[recording[validation] == r].min()
+        # window k scores the samples from k strides into the recording's audio (after its lead-in)
+        parts.append(
+            f"the end of {files[r]} from {(windows.starts[start] - windows.starts[first]) / windows.rate:.2f} s"
+        )
+    return "held out: " + " and ".join(parts)

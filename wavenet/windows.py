@@ -86,6 +86,7 @@ class AudioWindows(Dataset):
         self.codes_checked = stored.codes_checked  # False: check each window for codes >= levels as it is read
         self.recording_samples = stored.recording_samples  # (F,)
         self.features, self.mel = stored.features, stored.mel  # (frames, bands) float32, or None
+        self.recording_files = stored.recording_files  # file of each recording, relative to --data, or None
         R = self.receptive_field
         # target_length <= 0 where the chunks are no longer than R: nothing to score (see target_length_for)
         self.geometry = WindowGeometry(R, self.chunk_length - R) if R else None
