@@ -20,6 +20,7 @@ against training time; rerunning a finished benchmark redraws it), and per evalu
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -185,18 +186,26 @@ def griffin_lim(clip, stored, iterations):
     return audio[stored["lead_in"] : stored["lead_in"] + len(samples)]
 
 
+def pesq_or_none():
+    """The pesq package's `pesq` function, or None where it is not installed (it compiles C code at install)."""
+    try:
+        from pesq import pesq
+    except ImportError:
+        return None
+    return pesq
+
+
 def scores(reference, estimate, rate):
-    """STOI and PESQ of `estimate` against `reference` (both at `rate`)."""
-    from pesq import pesq
+    """STOI and PESQ (nan without the pesq package) of `estimate` against `reference` (both at `rate`)."""
     from pystoi import stoi
 
     n = min(len(reference), len(estimate))
     reference, estimate = reference[:n].astype(np.float64), estimate[:n].astype(np.float64)
-    mode = "wb" if rate == 16_000 else "nb"
-    try:
-        quality = pesq(rate, reference, estimate, mode)
-    except Exception:  # pesq refuses silence or too short input ("no utterances detected")
-        quality = float("nan")
+    pesq, quality = pesq_or_none(), float("nan")
+    if pesq is not None:
+        # pesq refuses silence or too short input ("no utterances detected"): nan then
+        with contextlib.suppress(Exception):
+            quality = pesq(rate, reference, estimate, "wb" if rate == 16_000 else "nb")
     return {"stoi": float(stoi(reference, estimate, rate, extended=False)), "pesq": float(quality)}
 
 
@@ -292,6 +301,8 @@ def main():
     clips = find_audio(args.data)
     if len(clips) <= args.held_out:
         sys.exit(f"error: {args.data} holds {len(clips)} clips; need more than --held_out {args.held_out}")
+    if pesq_or_none() is None:
+        print("note: the pesq package is not installed (`pip install pesq` compiles C code): PESQ is nan")
     data = prepare(args, clips)
     runs = {name: os.path.join(args.out, name) for name in ("conditioned", "unconditioned")}
     results_path = os.path.join(args.out, "vocoder.json")
