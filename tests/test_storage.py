@@ -409,30 +409,59 @@ def trainer_snapshot(tmp_path_factory):
     return checkpoint.resolve(out, "snapshot_iter_")
 
 
-@pytest.mark.parametrize("corrupt", [flip_bits, flip_optimizer_bit, flip_rng_bit])
-def test_a_snapshot_whose_tensors_changed_is_refused(trainer_snapshot, tmp_path, corrupt):
+def change_image_height(snapshot):
+    snapshot["meta"]["height"] = 64  # one changed byte in the pickle: infer.py drew 8x64 images, exit 0
+
+
+def change_learning_rate(snapshot):
+    snapshot["optimizer"]["param_groups"][0]["lr"] *= 2
+
+
+@pytest.mark.parametrize(
+    "corrupt", [flip_bits, flip_optimizer_bit, flip_rng_bit, change_image_height, change_learning_rate]
+)
+def test_a_snapshot_that_changed_is_refused(trainer_snapshot, tmp_path, corrupt):
     snapshot = torch.load(trainer_snapshot, weights_only=True)
-    assert snapshot["checksum"].startswith("sha256:")
+    assert snapshot["checksum"].startswith(checkpoint.EVERYTHING)
     corrupt(snapshot)
     path = str(tmp_path / "snapshot_iter_23")
     torch.save(snapshot, path)  # the checksum is not recomputed: as if the disk flipped the bits
     with pytest.raises(UserError) as caught:
         checkpoint.load(path)
     assert str(caught.value) == (
-        f"{path!r} is corrupted (checksum mismatch: its tensors changed after it was written, a failing disk "
+        f"{path!r} is corrupted (checksum mismatch: it changed after it was written, a failing disk "
         "or copy); use another snapshot or retrain"
     )
+
+
+def test_a_snapshot_with_an_earlier_tensors_only_checksum_is_checked_as_such(trainer_snapshot, tmp_path):
+    snapshot = torch.load(trainer_snapshot, weights_only=True)
+    snapshot["checksum"] = checkpoint.snapshot_checksum(snapshot, checkpoint.TENSORS_ONLY)
+    assert snapshot["checksum"].startswith("sha256:")
+    path = str(tmp_path / "snapshot_iter_23")
+    torch.save(snapshot, path)
+    assert checkpoint.load(path)["state"] == snapshot["state"]
+    flip_bits(snapshot)
+    torch.save(snapshot, path)
+    with pytest.raises(UserError, match="is corrupted"):
+        checkpoint.load(path)
 
 
 def test_the_checksum_sees_values_dtypes_shapes_and_places():
     model = GatedPixelCNN(3, 8, 1, 8, 4)
     snapshot = checkpoint.model_snapshot(model, {"levels": 4})
-    digest = checkpoint.tensor_checksum(snapshot)
-    assert checkpoint.tensor_checksum({**snapshot, "checksum": "anything"}) == digest, "its own key aside"
+    digest = checkpoint.snapshot_checksum(snapshot)
+    assert checkpoint.snapshot_checksum({**snapshot, "checksum": "anything"}) == digest, "its own key aside"
     (a, ta), (b, tb) = [(n, t) for n, t in snapshot["model"].items() if t.shape == (8,)][:2]
     changes = [{a: ta.double()}, {a: ta.reshape(2, 4)}, {a: tb, b: ta}]
     for change in changes:
-        assert checkpoint.tensor_checksum({**snapshot, "model": {**snapshot["model"], **change}}) != digest, change
+        assert checkpoint.snapshot_checksum({**snapshot, "model": {**snapshot["model"], **change}}) != digest, change
+    for meta in ({"levels": 16}, {"levels": 4.0}, {"levels": "4"}, {"levels": 4, "height": 8}):
+        assert checkpoint.snapshot_checksum({**snapshot, "meta": meta}) != digest, meta
+    # an earlier version's checksum covers the tensors alone
+    assert checkpoint.snapshot_checksum({**snapshot, "meta": {"levels": 16}}, checkpoint.TENSORS_ONLY) == (
+        checkpoint.snapshot_checksum(snapshot, checkpoint.TENSORS_ONLY)
+    )
 
 
 def test_a_corrupted_snapshot_is_one_error_line_for_the_scripts(trainer_snapshot, tmp_path):

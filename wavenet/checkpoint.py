@@ -7,10 +7,11 @@ A snapshot is a dict of tensors and plain Python values:
      # trainer snapshots only:
      "optimizer": ..., "state": {...iteration, epoch, best metric, history...},
      "rng": {...}, "args": {...all flags of the run...}, "data": {...split sizes...},
-     "checksum": "sha256:..."}  # of every tensor above; see tensor_checksum
+     "checksum": "sha256-all:..."}  # of everything above; see snapshot_checksum
 
-Snapshots of earlier versions have no "checksum" and load unchecked: the key is an addition, not a
-new layout, so FORMAT stays 1 (and earlier versions, which ignore the key, still read new snapshots).
+Snapshots of earlier versions have no "checksum" and load unchecked, or one over their tensors only
+("sha256:..."), which is checked as such: the key is an addition, not a new layout, so FORMAT stays 1
+(and earlier versions, which ignore the key, still read new snapshots).
 """
 
 import dataclasses
@@ -25,7 +26,7 @@ from .files import WriteError, atomic_write, newest
 from .registry import KINDS, TRAINER_SNAPSHOT, kind_of
 
 FORMAT = 1
-CHECKSUM = "checksum"  # the snapshot key of tensor_checksum's digest
+CHECKSUM = "checksum"  # the snapshot key of snapshot_checksum's digest
 
 
 def resolve(path, prefix):
@@ -52,12 +53,19 @@ def resolve(path, prefix):
     return found
 
 
-def tensor_checksum(snapshot):
-    """'sha256:<hex>' over every tensor in `snapshot` (a dict of dicts, lists and tuples), the checksum key aside.
+# A checksum names what it covers. Snapshots of earlier versions carry "sha256:" over their tensors only;
+# this version's also covers every other value (config, meta, state, flags), so that a changed image size
+# or a flipped bit in a stored feature mean is refused as well.
+TENSORS_ONLY, EVERYTHING = "sha256:", "sha256-all:"
 
-    Each tensor adds its place in the structure, dtype, shape and bytes, in the structure's order
-    (dicts keep their insertion order through torch.save and torch.load), so a flipped bit, a
-    reshaped or retyped tensor and two swapped tensors all change it.
+
+def snapshot_checksum(snapshot, kind=EVERYTHING):
+    """'<kind><hex>' over `snapshot` (a dict of dicts, lists and tuples), the checksum key aside.
+
+    Each tensor adds its place in the structure, dtype, shape and bytes; with kind EVERYTHING each other
+    value (None, bool, int, float, str) adds its place, type and repr. All in the structure's order (dicts
+    keep their insertion order through torch.save and torch.load), so a flipped bit, a reshaped or
+    retyped tensor, two swapped tensors and a changed value all change it. Lists and tuples count alike.
     """
     digest = hashlib.sha256()
 
@@ -73,14 +81,25 @@ def tensor_checksum(snapshot):
         elif isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
                 visit(item, f"{where}/{i}")
+        elif kind == EVERYTHING:
+            digest.update(f"{where}|{type(value).__name__}|{value!r}|".encode())
 
     visit(snapshot, "")
-    return "sha256:" + digest.hexdigest()
+    return kind + digest.hexdigest()
+
+
+def checksum_matches(snapshot):
+    """Whether `snapshot`'s checksum is its own, by the kind of checksum it carries (True where it has none)."""
+    stored = snapshot.get(CHECKSUM)
+    if stored is None:
+        return True
+    kind = EVERYTHING if isinstance(stored, str) and stored.startswith(EVERYTHING) else TENSORS_ONLY
+    return stored == snapshot_checksum(snapshot, kind)
 
 
 def save(path, snapshot):
-    """Write a snapshot dict atomically, with the checksum of its tensors; WriteError if the disk refuses."""
-    snapshot = {**snapshot, CHECKSUM: tensor_checksum(snapshot)}
+    """Write a snapshot dict atomically, with the checksum of all it holds; WriteError if the disk refuses."""
+    snapshot = {**snapshot, CHECKSUM: snapshot_checksum(snapshot)}
     try:
         atomic_write(path, lambda f: torch.save(snapshot, f))
     except RuntimeError as e:  # torch's zip writer failing on its own, with no OSError to report
@@ -115,9 +134,9 @@ def load(path, map_location="cpu"):
         )
     if snapshot.get("format") != FORMAT:
         raise UserError(f"{path!r} has snapshot format {snapshot.get('format')}, this version reads format {FORMAT}")
-    if CHECKSUM in snapshot and snapshot[CHECKSUM] != tensor_checksum(snapshot):
+    if not checksum_matches(snapshot):
         raise UserError(
-            f"{path!r} is corrupted (checksum mismatch: its tensors changed after it was written, "
+            f"{path!r} is corrupted (checksum mismatch: it changed after it was written, "
             "a failing disk or copy); use another snapshot or retrain"
         )
     return snapshot
