@@ -36,7 +36,7 @@ def parse_args(argv=None):
         "-l",
         type=argtypes.class_label,
         help="Class label to generate: a number, or a class name the snapshot records (Fashion-MNIST's, a "
-        "folder:PATH's subfolders) (default: row r of the grid gets label r)",
+        "folder:PATH's subfolders) (default: row r of the grid gets label r modulo the number of classes)",
     )
     parser.add_argument(
         "--count",

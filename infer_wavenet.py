@@ -49,7 +49,7 @@ def parse_args(argv=None):
         metavar="FILE",
         help="Local conditioning for a model trained on log-mel features: a .wav/.flac recording to "
         "resynthesise (its features computed as preprocess.py did), or a .npy file of log-mel frames "
-        "(frames, bands) float32 as wavenet.features.log_mel computes them; the output covers the frames",
+        "(frames, bands) float32 or float64 as wavenet.features.log_mel computes them; the output covers the frames",
     )
     parser.add_argument(
         "--mel_resample",

@@ -2,11 +2,14 @@
 no traceback); a good one reaches the run as the right value. Also what the scripts print about their
 flags: usage metavars, which snapshot a folder gave, and plurals."""
 
+import argparse
 import math
 import os
+import re
 import shutil
 
 import pytest
+import torch
 from helpers import (
     LAYERS,
     RATE,
@@ -24,7 +27,7 @@ import infer
 import infer_wavenet
 import train
 import train_wavenet
-from wavenet import cli, files, preprocessing, receptive_field
+from wavenet import argtypes, cli, files, preprocessing, receptive_field
 from wavenet.errors import UserError
 
 TINY_RUN = [*TINY_PIXELCNN, "-b", "128", "-e", "1"]
@@ -43,6 +46,10 @@ FRACTION = "must be a number between 0 and 1 (both excluded), got {value}"
 SEED = "must be an integer from 0 to 4294967295, got {value}"
 LEVELS = "must be an integer from 2 to 256, got {value}"
 YES_NO = "must be one of 1/true/yes/on or 0/false/no/off, got {value!r}"
+# text that is no number: the same message as an out-of-bounds one, the text quoted (argparse alone would
+# say "invalid non_negative_int value", the name of a function)
+NOT_POSITIVE_INT = "must be a positive integer, got {value!r}"
+NOT_NON_NEGATIVE_INT = "must be zero or a positive integer, got {value!r}"
 
 
 def case(case_id, script, argv, fragment):
@@ -97,6 +104,30 @@ CASES = [
     bad("pre-levels-1", "preprocess.py", "--levels", "1", LEVELS),
     bad("pre-levels-257", "preprocess.py", "--levels", "257", LEVELS),
     bad("wn-levels-300", "train_wavenet.py", "--levels", "300", LEVELS),
+    # 6. text that is no number, for every kind of number flag
+    bad("train-keep-word", "train.py", "--keep", "x", NOT_NON_NEGATIVE_INT),
+    bad("train-keep-empty", "train.py", "--keep", "", NOT_NON_NEGATIVE_INT),
+    bad("train-keep-fraction", "train.py", "--keep", "1.5", NOT_NON_NEGATIVE_INT),
+    bad("infer-count-word", "infer.py", "--count", "ten", NOT_POSITIVE_INT, shown_flag="--count/-c"),
+    bad("pre-workers-word", "preprocess.py", "--workers", "x", NOT_POSITIVE_INT),
+    bad("wn-batch-word", "train_wavenet.py", "-b", "x", NOT_POSITIVE_INT, shown_flag="--batchsize/-b"),
+    bad("train-seed-word", "train.py", "--seed", "x", SEED.replace("{value}", "{value!r}")),
+    bad("pre-levels-word", "preprocess.py", "--levels", "x", LEVELS.replace("{value}", "{value!r}")),
+    bad("wn-val-fraction-word", "train_wavenet.py", "--val_fraction", "half", FRACTION.replace("{value}", "{value!r}")),
+    bad("train-weight-decay-word", "train.py", "--weight_decay", "x", NON_NEGATIVE.replace("{value}", "{value!r}")),
+    bad(
+        "train-learning-rate-word",
+        "train.py",
+        "--learning_rate",
+        "fast",
+        "must be a positive finite number, got {value!r}",
+    ),
+    case(
+        "temperature-word",
+        "infer_wavenet.py",
+        ["--temperature", "hot"],
+        "error: --temperature 'hot': pass 0 or a positive finite number",
+    ),
     # 8. a folder where a file is wanted, and the reverse
     case(
         "infer-output-is-folder",
@@ -135,6 +166,29 @@ CASES = [
 def test_bad_value_is_one_line_error(world, script, argv, fragment, capsys, monkeypatch):
     status = run_main(script, [a.format(**world) for a in argv], monkeypatch)
     assert_one_line_error(status, capsys.readouterr().err, fragment.format(**world))
+
+
+@pytest.mark.parametrize(
+    "parse",
+    [
+        argtypes.positive_int,
+        argtypes.non_negative_int,
+        argtypes.positive_float,
+        argtypes.non_negative_float,
+        argtypes.fraction,
+        argtypes.seed,
+        argtypes.mu_law_levels,
+    ],
+    ids=lambda parse: parse.__name__,
+)
+def test_text_that_is_no_number_gets_the_flags_own_message(parse):
+    # argparse turns a ValueError into "invalid <function name> value"; ArgumentTypeError's text is shown as is
+    with pytest.raises(argparse.ArgumentTypeError) as bounds:
+        parse("-1")  # below every one's bounds
+    wanted = str(bounds.value).removesuffix(", got -1")
+    for text in ("x", "", " ", "1.5x", "١٢x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=rf"^{re.escape(wanted)}, got {re.escape(repr(text))}$"):
+            parse(text)
 
 
 def test_bounds_are_accepted():
@@ -199,6 +253,21 @@ def test_infer_says_which_snapshot_a_folder_gave(world, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[0] == f"using {newest} (newest in {world['pix']}/)"
     infer.main(["-m", newest, "-c", "1", "-o", str(tmp_path / "b.png")])  # a file: nothing to say
     assert "using" not in capsys.readouterr().out
+
+
+def test_infer_rows_take_the_labels_in_turn_as_its_help_says(world, tmp_path, monkeypatch, capsys):
+    # world's Gated PixelCNN knows the 10 digits: a 12x12 grid's rows 10 and 11 start over at labels 0 and 1
+    drawn = {}
+
+    def sample(model, count, height, width, label=None, **_):
+        drawn["label"] = label.cpu()
+        return torch.zeros(count, model.in_channels, height, width, dtype=torch.long)
+
+    monkeypatch.setattr(infer, "sample_images", sample)
+    infer.main(["-m", world["pix"], "-c", "12", "-o", str(tmp_path / "grid.png")])
+    rows = drawn["label"].view(12, 12)  # row r: the 12 images of grid row r
+    assert rows.tolist() == [[r % 10] * 12 for r in range(12)]
+    assert "row r of the grid gets label r modulo the number of classes" in help_text(infer.parse_args, capsys)
 
 
 def test_infer_wavenet_says_which_snapshot_and_counts_in_words(world, tmp_path, capsys):

@@ -65,7 +65,10 @@ def test_the_table_says_which_epochs_wrote_a_model_snapshot(tmp_path, monkeypatc
     assert model_snapshots(out) == [f"pixelcnn_{EPOCH}"]  # the best, though not the last epoch
 
 
-@pytest.mark.parametrize("value, fragment", [("-1", "must be zero or a positive integer, got -1"), ("x", "invalid")])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [("-1", "must be zero or a positive integer, got -1"), ("x", "must be zero or a positive integer, got 'x'")],
+)
 def test_a_bad_keep_is_one_line(value, fragment, tmp_path, capsys, monkeypatch):
     status = run_main("train.py", TINY + ["-o", str(tmp_path / "run"), "--keep", value], monkeypatch)
     assert_one_line_error(status, capsys.readouterr().err, fragment)

@@ -34,7 +34,8 @@ from helpers import (
 
 from wavenet import checkpoint, files, receptive_field
 from wavenet.audio import load_audio, mu_law_encode
-from wavenet.features import MelSettings, log_mel, recording_frames
+from wavenet.errors import UserError
+from wavenet.features import MelSettings, log_mel, read_feature_file, recording_frames, stored_settings
 from wavenet.windows import AudioWindows
 
 BANDS, HOP = 8, 40  # TARGET (64) is not a whole number of hops: preprocess rounds it up to 80
@@ -276,11 +277,27 @@ def bad(vocoder):
     good = log_mel(load_audio(vocoder["native"], RATE), MelSettings.from_dict(folder_meta(vocoder["data"])["features"]))
     nan = good.copy()
     nan[5, 3] = np.nan
-    arrays = {"bands": good[:, :-1], "ints": np.round(good).astype(np.int64), "ndim": good[None], "nan": nan}
+    arrays = {
+        "bands": good[:, :-1],
+        "ints": np.round(good).astype(np.int64),
+        "ndim": good[None],
+        "nan": nan,
+        "half": good.astype(np.float16),
+        "objects": np.array([good, None], dtype=object),  # np.save pickles it
+    }
     paths = {}
     for name, array in arrays.items():
         paths[name] = os.path.join(tmp, f"{name}.npy")
-        np.save(paths[name], array)
+        np.save(paths[name], array, allow_pickle=True)
+    paths["random"] = os.path.join(tmp, "random.npy")
+    with open(paths["random"], "wb") as f:
+        f.write(np.random.default_rng(0).bytes(1000))
+    paths["npz"] = os.path.join(tmp, "npz.npy")  # np.savez's zip file under a .npy name
+    with open(paths["npz"], "wb") as f:
+        np.savez(f, frames=good)
+    paths["torn"] = os.path.join(tmp, "torn.npy")  # cut short: the header promises more frames
+    np.save(paths["torn"], good)
+    os.truncate(paths["torn"], os.path.getsize(paths["torn"]) - 4 * BANDS)
     paths["short_features"] = os.path.join(tmp, "short_features")
     shutil.copytree(vocoder["data"], paths["short_features"])
     features = np.load(os.path.join(vocoder["data"], "vctk_features.npy"))
@@ -308,6 +325,34 @@ CASES = [
     ("npy-int", "infer_wavenet.py", [*INFER_COND, "--mel", "{ints}"], "holds int64"),
     ("npy-ndim", "infer_wavenet.py", [*INFER_COND, "--mel", "{ndim}"], f"holds float32 (1, {NATIVE_FRAMES}, {BANDS})"),
     ("npy-nan", "infer_wavenet.py", [*INFER_COND, "--mel", "{nan}"], "NaN or infinite"),
+    *(
+        (
+            f"npy-{name}",
+            "infer_wavenet.py",
+            [*INFER_COND, "--mel", f"{{{name}}}"],
+            f"is not a .npy array of numbers (pickled objects are never loaded); pass log-mel frames (frames, {BANDS}) "
+            "float32 or float64 as wavenet.features.log_mel writes them",
+        )
+        for name in ("random", "objects", "npz")
+    ),
+    (
+        "npy-half",
+        "infer_wavenet.py",
+        [*INFER_COND, "--mel", "{half}"],
+        f"holds float16 ({NATIVE_FRAMES}, {BANDS}); the model needs log-mel frames (frames, {BANDS}) float32 or "
+        "float64",
+    ),
+    ("npy-torn", "infer_wavenet.py", [*INFER_COND, "--mel", "{torn}"], "cannot read it as a .npy array ("),
+    # a missing file: the same words for a recording and for frames
+    *(
+        (
+            f"missing-{kind}",
+            "infer_wavenet.py",
+            [*INFER_COND, "--mel", f"{{tmp}}/gone.{kind}"],
+            f"gone.{kind}: no such file",
+        )
+        for kind in ("wav", "npy")
+    ),
     (
         "mel-unconditioned",
         "infer_wavenet.py",
@@ -354,6 +399,30 @@ def test_bad_input_is_one_line_error(bad, script, argv, fragment, capsys, monkey
     assert_one_line_error(status, capsys.readouterr().err, fragment)
     assert not os.path.exists(os.path.join(bad["tmp"], "bad_samples", "sample_0.wav"))
     assert not os.path.exists(os.path.join(bad["tmp"], "bad_pre"))  # refused before anything was written
+
+
+class Unpickled:
+    """Unpickling one creates the file `path`: a trace that a file's pickle was loaded."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_feature_file_of_pickled_objects_is_never_unpickled(tmp_path):
+    stored = stored_settings(MelSettings.for_rate(RATE, BANDS, HOP), [0.0] * BANDS, [1.0] * BANDS, 0)
+    trace = tmp_path / "unpickled"
+    np.save(tmp_path / "objects.npy", np.array([Unpickled(str(trace)), 1.0], dtype=object), allow_pickle=True)
+    assert not trace.exists()
+    with pytest.raises(UserError, match=r"is not a \.npy array of numbers \(pickled objects are never loaded\)"):
+        read_feature_file(str(tmp_path / "objects.npy"), stored)
+    assert not trace.exists()
+    # a good file beside it is read: the refusal is the pickle's, not the folder's
+    np.save(tmp_path / "frames.npy", np.zeros((3, BANDS), np.float64))
+    frames, lead_in, samples = read_feature_file(str(tmp_path / "frames.npy"), stored)
+    assert frames.shape == (BANDS, 3) and frames.dtype == np.float32 and (lead_in, samples) == (0, None)
 
 
 @pytest.mark.slow  # a subprocess of its own: out of CI for time (run with -m slow)

@@ -7,12 +7,22 @@ from .corpus import MAX_LEVELS
 from .errors import UserError
 
 
+def _checked(text, convert, allowed, wanted):
+    """convert(text) where that reads it and `allowed` holds for the value, else ArgumentTypeError
+    "must be <wanted>, got ...": one message for text that is no number (quoted: '', 'x') and for a number
+    out of bounds. argparse would otherwise name the type function ("invalid positive_int value: 'x'")."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+    if not allowed(value):
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+    return value
+
+
 def positive_int(text):
     """argparse type: an integer > 0."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    return _checked(text, int, lambda value: value > 0, "a positive integer")
 
 
 class Milliseconds(float):
@@ -43,26 +53,17 @@ def samples_or_ms(text):
 
 def non_negative_int(text):
     """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or a positive integer, got {text}")
-    return value
+    return _checked(text, int, lambda value: value >= 0, "zero or a positive integer")
 
 
 def positive_float(text):
     """argparse type: a finite number > 0 (nan and inf are refused)."""
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
+    return _checked(text, float, lambda value: math.isfinite(value) and value > 0, "a positive finite number")
 
 
 def non_negative_float(text):
     """argparse type: a finite number >= 0 (nan and inf are refused)."""
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be zero or a positive finite number, got {text}")
-    return value
+    return _checked(text, float, lambda value: math.isfinite(value) and value >= 0, "zero or a positive finite number")
 
 
 def temperature(text):
@@ -74,15 +75,16 @@ def temperature(text):
     try:
         return non_negative_float(text)
     except argparse.ArgumentTypeError:
-        raise UserError(f"--temperature {float(text)}: pass 0 or a positive finite number") from None
+        try:
+            shown = float(text)  # as the number reads: nan, inf, -0.5
+        except ValueError:
+            shown = repr(text)  # no number at all: 'x', ''
+        raise UserError(f"--temperature {shown}: pass 0 or a positive finite number") from None
 
 
 def fraction(text):
     """argparse type: a number strictly between 0 and 1."""
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (both excluded), got {text}")
-    return value
+    return _checked(text, float, lambda value: 0 < value < 1, "a number between 0 and 1 (both excluded)")
 
 
 SEED_MAX = 2**32 - 1  # numpy's np.random.seed takes no more
@@ -90,18 +92,12 @@ SEED_MAX = 2**32 - 1  # numpy's np.random.seed takes no more
 
 def seed(text):
     """argparse type: a random seed, an integer 0 .. 2**32-1."""
-    value = int(text)
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_MAX}, got {text}")
-    return value
+    return _checked(text, int, lambda value: 0 <= value <= SEED_MAX, f"an integer from 0 to {SEED_MAX}")
 
 
 def mu_law_levels(text):
     """argparse type: a number of mu-law levels, 2..256 (each code is stored in one byte)."""
-    value = int(text)
-    if not 2 <= value <= MAX_LEVELS:
-        raise argparse.ArgumentTypeError(f"must be an integer from 2 to {MAX_LEVELS}, got {text}")
-    return value
+    return _checked(text, int, lambda value: 2 <= value <= MAX_LEVELS, f"an integer from 2 to {MAX_LEVELS}")
 
 
 YES = ("1", "true", "yes", "on")

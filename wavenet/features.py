@@ -5,7 +5,7 @@ HiFi-GAN's vocoders, over a Hann window centred on sample f * hop (librosa's cen
 silence beyond both ends). The audio is first padded with silence to a whole number of hops, so T
 samples give ceil(T / hop) + 1 frames: every sample lies between two frames, which is what
 `layers.FrameUpsampler` needs. A feature file for `infer_wavenet.py --mel FILE.npy` holds these
-frames as float32 (frames, bands), before normalisation; generation gives (frames - 1) * hop samples.
+frames as float32 or float64 (frames, bands), before normalisation; generation gives (frames - 1) * hop samples.
 
 `MelSettings` is everything that defines a frame; preprocessing stores it, with the per-band mean
 and standard deviation of its corpus (`normalise`), in the folder's meta file, and training copies
@@ -146,6 +146,31 @@ def recording_frames(samples, stored):
     return log_mel(np.concatenate([lead_in, samples]), MelSettings.from_dict(stored))
 
 
+def read_npy(path, name, what):
+    """The array of .npy file `path` (`name`: as printed); UserError saying to pass `what` where the file
+    holds no array of numbers: not a .npy file (an .npz, random bytes) or one of pickled objects, which are
+    never loaded (unpickling can run any code)."""
+    if not os.path.isfile(path):
+        raise UserError(f"--mel {name}: no such file")  # as load_audio says it of a .wav
+    not_numbers = f"--mel {name} is not a .npy array of numbers (pickled objects are never loaded); pass {what}"
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+                raise UserError(not_numbers)
+            f.seek(0)
+            version = np.lib.format.read_magic(f)
+            # version 3.0 differs from 2.0 only in the text encoding of the header, which 2.0's reader accepts
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            _, _, dtype = header(f)
+        if dtype.hasobject:
+            raise UserError(not_numbers)
+        return np.load(path, allow_pickle=False)
+    except OSError as e:
+        raise UserError(f"--mel {name}: cannot read the file ({e.strerror or e})") from None
+    except ValueError as e:  # a torn header or fewer bytes than the header promises
+        raise UserError(f"--mel {name}: cannot read it as a .npy array ({e}); is the file complete?") from None
+
+
 def read_feature_file(path, stored, resample=False):
     """Frames for `infer_wavenet.py --mel FILE` -> (normalised frames float32 (bands, F), lead-in, samples).
 
@@ -180,11 +205,8 @@ def read_feature_file(path, stored, resample=False):
         return frames, stored["lead_in"], len(samples)
     if not path.lower().endswith(".npy"):
         raise UserError(f"--mel {name}: expected a .wav or .flac recording or a .npy file of log-mel frames")
-    try:
-        frames = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"--mel {name}: cannot read it as a .npy array ({e})") from None
-    what = f"log-mel frames (frames, {settings.bands}) float32 as wavenet.features.log_mel writes them"
+    what = f"log-mel frames (frames, {settings.bands}) float32 or float64 as wavenet.features.log_mel writes them"
+    frames = read_npy(path, name, what)
     if frames.dtype not in (np.float32, np.float64) or frames.ndim != 2 or frames.shape[1] != settings.bands:
         raise UserError(f"--mel {name} holds {frames.dtype} {frames.shape}; the model needs {what}")
     if len(frames) < 2:

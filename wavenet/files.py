@@ -135,6 +135,19 @@ def newest(folder, prefix):
     return os.path.join(folder, max(found)[1]) if found else None
 
 
+def check_output_file(path, flag, example):
+    """UserError naming `flag` unless `path` can name a file to write: not a folder, and in an existing folder.
+
+    Scripts call it before their minutes of work, for every file they write only at the end;
+    `example` is a file name to suggest when `path` is a folder ("samples.png").
+    """
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path!r} is a folder; pass a file name such as {os.path.join(path, example)!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"{flag} {path!r}: {folder!r} is not an existing folder; create it or pick another path")
+
+
 @dataclasses.dataclass
 class _Run:
     """What one `removing_empty_on_failure` block (one script run) owns."""

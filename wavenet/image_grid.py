@@ -7,6 +7,7 @@ from PIL import Image
 from torchvision.utils import make_grid, save_image
 
 from .errors import UserError
+from .files import check_output_file
 from .image_data import dequantize
 
 MIN_TILE = 32  # smaller images (8x8 digits) are enlarged, nearest neighbour, to be visible in a grid
@@ -14,13 +15,7 @@ MIN_TILE = 32  # smaller images (8x8 digits) are enlarged, nearest neighbour, to
 
 def check_output(path):
     """UserError unless `path` names an image file in an existing folder (checked before sampling)."""
-    if os.path.isdir(path):
-        raise UserError(
-            f"--output {path!r} is a folder; pass a file name such as {os.path.join(path, 'samples.png')!r}"
-        )
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserError(f"--output {path!r}: {folder!r} is not an existing folder; create it or pick another path")
+    check_output_file(path, "--output", "samples.png")
     if os.path.splitext(path)[1].lower() not in Image.registered_extensions():
         raise UserError(f"--output {path!r}: unknown image extension; use .png or .jpg, for example")
 
