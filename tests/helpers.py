@@ -60,10 +60,10 @@ def two_speaker_corpus(tmp):
     return str(tmp / "data")
 
 
-def assert_one_line_error(status, stderr, fragment, prefix="error: "):
+def assert_one_line_error(status, stderr, fragment, prefix="error: ", expected_status=2):
     """What a script prints for a user's mistake: exit status 2, no traceback, and the last line of `stderr` is
     its only line that holds `prefix` (argparse's `script.py: error: ...` counts) and holds `fragment`."""
-    assert status == 2, stderr
+    assert status == expected_status, stderr
     assert "Traceback" not in stderr, stderr
     lines = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()]  # tqdm redraws with \r
     assert [line for line in lines if prefix in line] == [lines[-1]], stderr

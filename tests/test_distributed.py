@@ -8,6 +8,7 @@ process and make one rank alone see Ctrl-C.
 import datetime
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -181,7 +182,7 @@ def rank_worker(rank, world, init_file, out):
             step = trainer.step
 
             def ctrl_c_during_step_3(batch):
-                trainer.interrupted = trainer.state.iteration + 1 == 3
+                trainer.interrupted = signal.SIGINT if trainer.state.iteration + 1 == 3 else 0
                 return step(batch)
 
             trainer.step = ctrl_c_during_step_3
@@ -229,7 +230,7 @@ def test_two_process_step_equals_one_process_on_the_combined_batch(two_ranks, mo
 def test_ctrl_c_on_one_rank_stops_all_at_the_same_step(two_ranks):
     endings = [(two_ranks / f"stop{rank}.txt").read_text() for rank in range(2)]
     snapshot = str(two_ranks / "stopped" / "snapshot_iter_3")
-    assert endings == [f"interrupted at iteration 3; resume with --resume {snapshot}"] * 2
+    assert endings == [f"interrupted at iteration 3; to go on, run the same command with --resume {snapshot}"] * 2
     # the snapshot carries the running sums of both ranks: 2 processes x batch 2 per step of the epoch
     state = checkpoint.load(snapshot)["state"]
     assert state["batch_in_epoch"] == 1 and state["train_items"] == 1 * 2 * 2

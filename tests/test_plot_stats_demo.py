@@ -160,7 +160,7 @@ def test_ctrl_c_during_demo_lets_the_trainer_snapshot_then_exits_130(tmp_path):
     assert "Traceback" not in err, err
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
     assert lines[-1] == "interrupted", err
-    assert re.search(r"^error: interrupted at iteration \d+; resume with --resume ", lines[-2]), err
+    assert re.search(r"^error: interrupted at iteration \d+; to go on, run the same command with --resume ", lines[-2])
     assert any(name.startswith("snapshot_iter_") for name in os.listdir(tmp_path / "demo" / "pixelcnn"))
 
 

@@ -2,6 +2,7 @@
 
 import math
 import os
+import signal
 
 import pytest
 import torch
@@ -53,11 +54,11 @@ def test_resume_inside_an_epoch_equals_a_straight_run(tmp_path, monkeypatch):
 
     def interrupt_after_30(self, batch):
         result = step(self, batch)
-        self.interrupted = self.state.iteration + 1 == 30  # as if Ctrl-C came during step 30
+        self.interrupted = signal.SIGINT if self.state.iteration + 1 == 30 else 0  # as if Ctrl-C came during step 30
         return result
 
     monkeypatch.setattr(Trainer, "step", interrupt_after_30)
-    with pytest.raises(UserError, match="resume with --resume .*snapshot_iter_30"):
+    with pytest.raises(UserError, match="run the same command with --resume .*snapshot_iter_30"):
         train.main(TINY + ["-e", "2", "-o", split])
     monkeypatch.setattr(Trainer, "step", step)
     train.main(TINY + ["-e", "2", "-o", split, "--resume", os.path.join(split, "snapshot_iter_30")])

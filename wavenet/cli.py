@@ -33,7 +33,8 @@ def run(main):
 
     Ctrl-C becomes `interrupted` and status 130, SIGTERM `terminated` and status 143 (files are
     written atomically, so none is left torn); inside the training loop both snapshot first
-    (training.Trainer.fit installs its own handler for the loop). Either way, output folders this run
+    (training.Trainer.fit installs its own handler for the loop) and end in an errors.Stopped, whose
+    line says how to go on, with the same status. Either way, output folders this run
     created and left empty are removed.
     """
     # signal handlers can only be set from the main thread (a test may call run from another)
@@ -44,7 +45,7 @@ def run(main):
             main()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(e.status)
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (which snapshots first)
         print("interrupted", file=sys.stderr)
         sys.exit(130)  # the shell's status for SIGINT

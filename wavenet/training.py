@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint
-from .errors import UserError
+from .errors import Stopped, UserError
 from .objectives import LN2, bits_per_dim, epoch_metrics
 from .report import HEADER, progress, table_row
 from .sampling import inference
@@ -105,7 +105,7 @@ class Trainer:
         self.loaders, self.folder, self.group, self.settings = loaders, folder, group, settings
         self.device = group.device
         self.state = TrainState(world_size=group.world_size)
-        self.interrupted = False
+        self.interrupted = 0  # the signal that asked the run to stop (Ctrl-C, SIGTERM); 0: none
         self.board = None  # the TensorBoardLog of --tensorboard while fit runs (main process)
         # float16 gradients underflow to 0 unless the loss is scaled up first; bfloat16 has float32's
         # range and needs no scaling. A disabled scaler passes everything through unchanged.
@@ -143,8 +143,8 @@ class Trainer:
             self.group.close()
         return self.state.history
 
-    def on_signal(self, _signum, _frame):
-        self.interrupted = True
+    def on_signal(self, signum, _frame):
+        self.interrupted = signum
 
     def loop(self):
         s, st, dims = self.settings, self.state, self.task.dims
@@ -173,9 +173,13 @@ class Trainer:
                 if s.snapshot_every and st.iteration % s.snapshot_every == 0 and st.batch_in_epoch < total:
                     self.save_trainer_snapshot()
                 # Ctrl-C reaches the ranks at different steps: all stop at the first step any saw it
-                if self.group.any(self.interrupted):
+                if self.group.any(bool(self.interrupted)):
                     path = self.save_trainer_snapshot()
-                    raise UserError(f"interrupted at iteration {st.iteration}; resume with --resume {path}")
+                    # the snapshot holds the weights, not the data or --out flags: the same command goes on
+                    raise Stopped(
+                        f"interrupted at iteration {st.iteration}; to go on, run the same command with --resume {path}",
+                        self.interrupted or signal.SIGINT,  # a rank the signal did not reach stops as if Ctrl-C
+                    )
             bar.close()
             self.end_epoch(time.time() - start)
 
