@@ -101,3 +101,16 @@ def test_snapshots_of_version_c5e1cea_rebuild_and_give_its_logits():
     # the same float32 arithmetic as then; the tolerance only covers another CPU's summation order
     torch.testing.assert_close(pixelcnn_logits, expected["pixelcnn_logits"], rtol=0, atol=1e-5)
     torch.testing.assert_close(wavenet_logits, expected["wavenet_logits"], rtol=0, atol=1e-5)
+
+
+def test_weights_of_another_layout_are_summed_up_in_one_short_line():
+    model = GatedPixelCNN(3, 8, 2, 8, 4)
+    weights = dict(GatedPixelCNN(3, 16, 2, 8, 4).state_dict())
+    weights["extra.weight"] = torch.zeros(1)
+    del weights["out.bias"]
+    with pytest.raises(UserError) as caught:
+        checkpoint.load_weights(model, weights, "X")
+    message = str(caught.value)
+    assert message.startswith("X: its weights do not fit this version's GatedPixelCNN (1 missing, such as out.bias; ")
+    assert "1 unexpected, such as extra.weight; " in message and " of another shape, such as blocks.0." in message
+    assert message.endswith("); retrain, or use the version of this project that wrote it") and len(message) < 400

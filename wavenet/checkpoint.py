@@ -173,12 +173,29 @@ def load_weights(model, state_dict, source):
     """model.load_state_dict, with a UserError when the weights are not this version's layout."""
     try:
         model.load_state_dict(state_dict)
-    except RuntimeError as e:  # missing, unexpected or reshaped keys: a snapshot of an older version
-        detail = " ".join(str(e).split())
+    except RuntimeError:  # missing, unexpected or reshaped keys: a snapshot of an older version
         raise UserError(
             f"{source}: its weights do not fit this version's {type(model).__name__} "
-            f"({detail[:200]}); retrain, or use the version of this project that wrote it"
+            f"({layout_difference(model.state_dict(), state_dict)}); retrain, or use the version of this "
+            "project that wrote it"
         ) from None
+
+
+def layout_difference(expected, found):
+    """How the state dict `found` differs from `expected` in keys and shapes, in a few words with the first of each."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [
+        f"{k} {tuple(found[k].shape)} for {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and hasattr(found[k], "shape") and found[k].shape != v.shape
+    ]
+    parts = [
+        f"{len(names)} {what}, such as {names[0]}"
+        for names, what in ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape"))
+        if names
+    ]
+    return "; ".join(parts) or "the weights could not be loaded"
 
 
 def check_flags(snapshot, flags, source):
