@@ -70,6 +70,17 @@ cp "$("$PY" -c 'import sys; from wavenet.checkpoint import resolve; print(resolv
 "$PY" infer.py -m assets/models/digits_levels4.pt -c 10 --seed 0 -o assets/shipped_digits_levels4.png
 "$PY" bench/sample_quality.py -m assets/models/digits_levels4.pt -k 50 --seed 0
 
+# ---- 6. A log-mel vocoder (issue 13): bench/vocoder.py holds out the last 2 LJ Speech clips, trains a
+# conditioned and an unconditioned WaveNet (2 x 10 layers, 32 channels, 16 kHz, 80 bands) side by side on
+# the other 30, one process and one thread each, for 120 minutes of training each, and every 30 minutes
+# resynthesises the held-out clips and scores them against Griffin-Lim from the same mel. A rerun resumes.
+"$PY" bench/vocoder.py --data ../shared/data/speech/ljspeech --out "$R/vocoder" --minutes 120 --eval_minutes 30
+V="$R/vocoder/resynthesis/120min/LJ001-0032"
+cp "$V/sample_0.wav" assets/vocoder_LJ001-0032_wavenet.wav
+cp "$V/griffin_lim.wav" assets/vocoder_LJ001-0032_griffin_lim.wav
+shrink "$V/log_mel.png" assets/vocoder_LJ001-0032_log_mel.png
+shrink "$R/vocoder/curve.png" assets/vocoder_curve.png
+
 # ---- The figures quoted in RESULTS.md: test bits/dim from log.json, dominant frequency by numpy FFT
 "$PY" - "$R" <<'PY'
 import json, os, sys
