@@ -10,6 +10,7 @@ script run as a subprocess, fsync of the victim file fails with ENOSPC (see FULL
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import resource
@@ -422,7 +423,7 @@ def change_learning_rate(snapshot):
 )
 def test_a_snapshot_that_changed_is_refused(trainer_snapshot, tmp_path, corrupt):
     snapshot = torch.load(trainer_snapshot, weights_only=True)
-    assert snapshot["checksum"].startswith(checkpoint.EVERYTHING)
+    assert snapshot["checksum"].startswith("sha256:") and snapshot["checksum_all"].startswith("sha256:")
     corrupt(snapshot)
     path = str(tmp_path / "snapshot_iter_23")
     torch.save(snapshot, path)  # the checksum is not recomputed: as if the disk flipped the bits
@@ -434,10 +435,9 @@ def test_a_snapshot_that_changed_is_refused(trainer_snapshot, tmp_path, corrupt)
     )
 
 
-def test_a_snapshot_with_an_earlier_tensors_only_checksum_is_checked_as_such(trainer_snapshot, tmp_path):
+def test_a_snapshot_of_an_earlier_version_is_checked_as_far_as_it_can_be(trainer_snapshot, tmp_path):
     snapshot = torch.load(trainer_snapshot, weights_only=True)
-    snapshot["checksum"] = checkpoint.snapshot_checksum(snapshot, checkpoint.TENSORS_ONLY)
-    assert snapshot["checksum"].startswith("sha256:")
+    del snapshot["checksum_all"]  # as the version before it wrote them: the tensors' checksum alone
     path = str(tmp_path / "snapshot_iter_23")
     torch.save(snapshot, path)
     assert checkpoint.load(path)["state"] == snapshot["state"]
@@ -458,10 +458,38 @@ def test_the_checksum_sees_values_dtypes_shapes_and_places():
         assert checkpoint.snapshot_checksum({**snapshot, "model": {**snapshot["model"], **change}}) != digest, change
     for meta in ({"levels": 16}, {"levels": 4.0}, {"levels": "4"}, {"levels": 4, "height": 8}):
         assert checkpoint.snapshot_checksum({**snapshot, "meta": meta}) != digest, meta
-    # an earlier version's checksum covers the tensors alone
-    assert checkpoint.snapshot_checksum({**snapshot, "meta": {"levels": 16}}, checkpoint.TENSORS_ONLY) == (
-        checkpoint.snapshot_checksum(snapshot, checkpoint.TENSORS_ONLY)
+    # the "checksum" key covers the tensors alone, as earlier versions, which check only it, computed it
+    assert checkpoint.snapshot_checksum({**snapshot, "meta": {"levels": 16}}, values=False) == (
+        checkpoint.snapshot_checksum(snapshot, values=False)
     )
+    assert checkpoint.snapshot_checksum({**snapshot, "checksum_all": "x"}) == digest, "both keys aside"
+
+
+def test_earlier_versions_still_read_this_versions_snapshots(tmp_path):
+    # the tensors-only check of the version before checksum_all (commit 4f8a192), applied to a new snapshot
+    def earlier_tensor_checksum(snapshot):
+        digest = hashlib.sha256()
+
+        def visit(value, where):
+            if isinstance(value, torch.Tensor):
+                t = value.detach().cpu().contiguous()
+                digest.update(f"{where}|{t.dtype}|{tuple(t.shape)}|".encode())
+                digest.update(t.reshape(-1).view(torch.uint8).numpy())
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    if not (where == "" and key == "checksum"):
+                        visit(item, f"{where}/{key!r}")
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    visit(item, f"{where}/{i}")
+
+        visit(snapshot, "")
+        return "sha256:" + digest.hexdigest()
+
+    path = str(tmp_path / "pixelcnn_1")
+    checkpoint.save(path, checkpoint.model_snapshot(GatedPixelCNN(3, 8, 1, 8, 4), {"levels": 4}))
+    snapshot = torch.load(path, weights_only=True)
+    assert snapshot["checksum"] == earlier_tensor_checksum(snapshot)
 
 
 def test_a_corrupted_snapshot_is_one_error_line_for_the_scripts(trainer_snapshot, tmp_path):

@@ -7,11 +7,12 @@ A snapshot is a dict of tensors and plain Python values:
      # trainer snapshots only:
      "optimizer": ..., "state": {...iteration, epoch, best metric, history...},
      "rng": {...}, "args": {...all flags of the run...}, "data": {...split sizes...},
-     "checksum": "sha256-all:..."}  # of everything above; see snapshot_checksum
+     "checksum": "sha256:...",       # of every tensor above
+     "checksum_all": "sha256:..."}   # of everything above; see CHECKSUMS and snapshot_checksum
 
-Snapshots of earlier versions have no "checksum" and load unchecked, or one over their tensors only
-("sha256:..."), which is checked as such: the key is an addition, not a new layout, so FORMAT stays 1
-(and earlier versions, which ignore the key, still read new snapshots).
+Snapshots of earlier versions have no "checksum_all", or no checksum at all, and are checked as far as
+they can be: the keys are additions, not a new layout, so FORMAT stays 1 (and earlier versions, which
+check "checksum" or nothing, still read new snapshots).
 """
 
 import dataclasses
@@ -26,7 +27,7 @@ from .files import WriteError, atomic_write, newest
 from .registry import KINDS, TRAINER_SNAPSHOT, kind_of
 
 FORMAT = 1
-CHECKSUM = "checksum"  # the snapshot key of snapshot_checksum's digest
+CHECKSUM = "checksum"  # the snapshot key of the tensors' checksum (see CHECKSUMS)
 
 
 def resolve(path, prefix):
@@ -53,19 +54,21 @@ def resolve(path, prefix):
     return found
 
 
-# A checksum names what it covers. Snapshots of earlier versions carry "sha256:" over their tensors only;
-# this version's also covers every other value (config, meta, state, flags), so that a changed image size
-# or a flipped bit in a stored feature mean is refused as well.
-TENSORS_ONLY, EVERYTHING = "sha256:", "sha256-all:"
+# Two checksums, each under its own key. "checksum" covers the tensors alone, as earlier versions wrote
+# and still check it; "checksum_all" covers every other value too (config, meta, state, flags), so that
+# a changed image size or a flipped bit in a stored feature mean is refused as well. Earlier versions
+# ignore the second key, so they go on reading this version's snapshots.
+CHECKSUMS = {CHECKSUM: False, "checksum_all": True}  # key -> whether its digest covers the plain values
 
 
-def snapshot_checksum(snapshot, kind=EVERYTHING):
-    """'<kind><hex>' over `snapshot` (a dict of dicts, lists and tuples), the checksum key aside.
+def snapshot_checksum(snapshot, values=True):
+    """'sha256:<hex>' over `snapshot` (a dict of dicts, lists and tuples), its checksum keys aside.
 
-    Each tensor adds its place in the structure, dtype, shape and bytes; with kind EVERYTHING each other
-    value (None, bool, int, float, str) adds its place, type and repr. All in the structure's order (dicts
-    keep their insertion order through torch.save and torch.load), so a flipped bit, a reshaped or
-    retyped tensor, two swapped tensors and a changed value all change it. Lists and tuples count alike.
+    Each tensor adds its place in the structure, dtype, shape and bytes; with `values` each other value
+    (None, bool, int, float, str) adds its place, type and repr. All in the structure's order (dicts keep
+    their insertion order through torch.save and torch.load), so a flipped bit, a reshaped or retyped
+    tensor, two swapped tensors and (with `values`) a changed value all change it. Lists and tuples
+    count alike.
     """
     digest = hashlib.sha256()
 
@@ -76,30 +79,28 @@ def snapshot_checksum(snapshot, kind=EVERYTHING):
             digest.update(t.reshape(-1).view(torch.uint8).numpy())
         elif isinstance(value, dict):
             for key, item in value.items():
-                if not (where == "" and key == CHECKSUM):
+                if not (where == "" and key in CHECKSUMS):
                     visit(item, f"{where}/{key!r}")
         elif isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
                 visit(item, f"{where}/{i}")
-        elif kind == EVERYTHING:
+        elif values:
             digest.update(f"{where}|{type(value).__name__}|{value!r}|".encode())
 
     visit(snapshot, "")
-    return kind + digest.hexdigest()
+    return "sha256:" + digest.hexdigest()
 
 
-def checksum_matches(snapshot):
-    """Whether `snapshot`'s checksum is its own, by the kind of checksum it carries (True where it has none)."""
-    stored = snapshot.get(CHECKSUM)
-    if stored is None:
-        return True
-    kind = EVERYTHING if isinstance(stored, str) and stored.startswith(EVERYTHING) else TENSORS_ONLY
-    return stored == snapshot_checksum(snapshot, kind)
+def checksums_match(snapshot):
+    """Whether every checksum `snapshot` carries is its own (True where it carries none, as earlier versions')."""
+    return all(
+        snapshot[key] == snapshot_checksum(snapshot, values) for key, values in CHECKSUMS.items() if key in snapshot
+    )
 
 
 def save(path, snapshot):
-    """Write a snapshot dict atomically, with the checksum of all it holds; WriteError if the disk refuses."""
-    snapshot = {**snapshot, CHECKSUM: snapshot_checksum(snapshot)}
+    """Write a snapshot dict atomically, with its checksums (see CHECKSUMS); WriteError if the disk refuses."""
+    snapshot = {**snapshot, **{key: snapshot_checksum(snapshot, values) for key, values in CHECKSUMS.items()}}
     try:
         atomic_write(path, lambda f: torch.save(snapshot, f))
     except RuntimeError as e:  # torch's zip writer failing on its own, with no OSError to report
@@ -134,7 +135,7 @@ def load(path, map_location="cpu"):
         )
     if snapshot.get("format") != FORMAT:
         raise UserError(f"{path!r} has snapshot format {snapshot.get('format')}, this version reads format {FORMAT}")
-    if not checksum_matches(snapshot):
+    if not checksums_match(snapshot):
         raise UserError(
             f"{path!r} is corrupted (checksum mismatch: it changed after it was written, "
             "a failing disk or copy); use another snapshot or retrain"
