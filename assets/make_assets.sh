@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The commands that made every file in assets/, in the order they were run (see assets/RESULTS.md).
+# The commands that made every file in assets/, in the order they were run (see the Results section of README.md).
 # Run from the repository root:  bash assets/make_assets.sh
 # Training folders go to $RUNS (default /tmp/assets_runs), never into the repository.
 # Real data is read from ../shared/data (full MNIST IDX files and 32 LJ Speech clips), as in the README.
@@ -81,7 +81,7 @@ cp "$V/griffin_lim.wav" assets/vocoder_LJ001-0032_griffin_lim.wav
 shrink "$V/log_mel.png" assets/vocoder_LJ001-0032_log_mel.png
 shrink "$R/vocoder/curve.png" assets/vocoder_curve.png
 
-# ---- The figures quoted in RESULTS.md: test bits/dim from log.json, dominant frequency by numpy FFT
+# ---- The figures quoted in the README's Results: test bits/dim from log.json, dominant frequency by numpy FFT
 "$PY" - "$R" <<'PY'
 import json, os, sys
 import numpy as np
