@@ -14,6 +14,7 @@ import shlex
 import pytest
 import torch
 
+import demo
 import train
 from wavenet import checkpoint
 from wavenet.pixelcnn_sampling import sample_images
@@ -85,3 +86,11 @@ def test_shipped_snapshot_samples_a_grid_from_a_fixed_seed(name):
     assert images.min() >= 0 and images.max() < model.levels
     assert images.float().std() > 0  # not a blank grid
     assert torch.equal(images, grid())
+
+
+def test_the_demo_samples_a_shipped_mnist_model():
+    """demo.py draws a grid from a shipped MNIST snapshot after training its own digits model."""
+    assert os.path.dirname(demo.SHIPPED_MNIST) == MODELS
+    name = os.path.basename(demo.SHIPPED_MNIST)
+    assert name in SHIPPED
+    assert checkpoint.load(demo.SHIPPED_MNIST)["meta"]["dataset"] == "mnist"
