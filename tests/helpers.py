@@ -1,8 +1,10 @@
-"""What several test files share: the repository's path, tiny model flags, tone files, the one-line-error check.
+"""What several test files share: the repository's path, tiny model flags, tone files, the one-line-error check,
+and loading a bench/ script as a module.
 
 Imports nothing that loads torch: tests/conftest.py imports this module before it has pinned the thread count.
 """
 
+import importlib.util
 import json
 import os
 
@@ -11,6 +13,15 @@ import soundfile as sf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository: scripts run from here
 SHARED_DATA = os.path.join(ROOT, "..", "shared", "data")
+
+
+def load_bench_script(name):
+    """bench/<name>.py imported as a module (bench/ is no package), so tests can call its functions."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(ROOT, "bench", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 # A Gated PixelCNN that trains an epoch of the 8x8 digits in about a second; each test adds its -b, -e and -o.
 TINY_PIXELCNN = ["--dataset", "digits", "-d", "8", "-n", "1", "--out_hidden_dim", "8", "--levels", "4"]

@@ -5,7 +5,6 @@ assigns to the label they were drawn for. It must be high for samples that do sh
 near chance (10%) for samples that ignore it, whether those are a real model's or real images.
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -14,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT, TINY_PIXELCNN, assert_one_line_error, read_log
+from helpers import ROOT, TINY_PIXELCNN, assert_one_line_error, load_bench_script, read_log
 from PIL import Image
 
 from wavenet import checkpoint, cli, files
@@ -28,14 +27,7 @@ HIGH = 0.90  # real digits at 4 levels: the classifier gets ~98% of the real tes
 PCT = r"\d+\.\d%"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_sample_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-quality = load_script()
+quality = load_bench_script("sample_quality")
 
 
 def run_script(argv):

@@ -1,6 +1,5 @@
 """bench/weight_decay.py: the L2 term beside the mean loss gradient, per kind of weight, on a tiny digits model."""
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -8,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, load_bench_script
 
 from wavenet import checkpoint
 from wavenet.image_data import load_images
@@ -18,14 +17,7 @@ SCRIPT = os.path.join(ROOT, "bench", "weight_decay.py")
 LEVELS = 4
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_weight_decay", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_script()
+bench = load_bench_script("weight_decay")
 
 
 def tiny_model(seed=0):
