@@ -20,7 +20,7 @@ from wavenet.audio import write_wav
 
 TONE_HZ = 500
 TONE_RATE = 8000
-# a model trained on real MNIST beforehand (README, "Shipped models"): what an hour and a half of training buys
+# a model trained on real MNIST beforehand (README, "Shipped models"): what about 80 minutes of training buy
 SHIPPED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "models", "mnist_levels2.pt")
 
 

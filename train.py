@@ -7,7 +7,7 @@ import dataclasses
 from wavenet import GatedPixelCNN, argtypes, cli, limits
 from wavenet.distributed import environment
 from wavenet.files import writable_folder
-from wavenet.image_data import DATASETS, FOLDER, FOLDER_IMAGE_SIZE, describe, load_images
+from wavenet.image_data import DATASETS, DEFAULT_DATA_DIR, FOLDER, FOLDER_IMAGE_SIZE, describe, load_images
 from wavenet.image_folder import describe_folder
 from wavenet.launch import train
 from wavenet.models import GatedPixelCNNConfig
@@ -49,7 +49,9 @@ def build_parser():
         "your own images, one subfolder of PATH per class (class-conditioned) or all in PATH (unconditioned)",
     )
     parser.add_argument(
-        "--data_dir", default="data", help="Folder where MNIST/Fashion-MNIST/CIFAR-10 are downloaded to or read from"
+        "--data_dir",
+        default=DEFAULT_DATA_DIR,
+        help="Folder where MNIST/Fashion-MNIST/CIFAR-10 are downloaded to or read from",
     )
     parser.add_argument(
         "--image_size",

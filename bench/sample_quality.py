@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wavenet import argtypes, checkpoint, cli, estimates, files, limits  # noqa: E402
 from wavenet.errors import UserError  # noqa: E402
-from wavenet.image_data import load_images  # noqa: E402
+from wavenet.image_data import DEFAULT_DATA_DIR, load_images  # noqa: E402
 from wavenet.pixelcnn_sampling import sample_images  # noqa: E402
 from wavenet.sample_quality import (  # noqa: E402
     FittedClassifier,
@@ -39,7 +39,6 @@ DIGIT_DATASETS = ("mnist", "digits")  # the data sets whose classes are digits a
 TARGET_OVERALL, TARGET_LABEL = 0.90, 0.75  # issue 14's target for the shipped MNIST model
 TARGET_DATASET = "mnist"  # the only data set the target is set for: other snapshots are not judged
 CLASSIFIER_SEED = 0  # fixed, so every snapshot of a data set and levels is judged by the same classifier
-DEFAULT_DATA_DIR = "data"  # train.py's --data_dir default
 
 
 def parse_args(argv=None):
@@ -96,7 +95,7 @@ def main(argv=None):
         "pass a smaller -k",
         device,
     )
-    data_dir = args.data_dir or meta.get("data_dir") or snapshot.get("args", {}).get("data_dir") or DEFAULT_DATA_DIR
+    data_dir = checkpoint.data_dir(snapshot, args.data_dir)
     train_set = load_images(dataset, data_dir, True, levels)
     test_set = load_images(dataset, data_dir, False, levels)
     classifier = fitted_classifier(args.classifier_cache, dataset, levels, classes, train_set, test_set)

@@ -20,11 +20,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from wavenet import argtypes, checkpoint, cli  # noqa: E402
-from wavenet.image_data import load_images  # noqa: E402
+from wavenet.image_data import DEFAULT_DATA_DIR, load_images  # noqa: E402
 from wavenet.launch import Settings  # noqa: E402
 from wavenet.objectives import pixelcnn_nll  # noqa: E402
-
-DEFAULT_DATA_DIR = "data"  # train.py's --data_dir default
 
 
 def parse_args(argv=None):
@@ -94,8 +92,7 @@ def main(argv=None):
     snapshot = checkpoint.load(path)
     model = checkpoint.build_model(snapshot, "GatedPixelCNN", path)
     meta = snapshot["meta"]
-    data_dir = args.data_dir or meta.get("data_dir") or DEFAULT_DATA_DIR
-    dataset = load_images(meta["dataset"], data_dir, True, model.levels)
+    dataset = load_images(meta["dataset"], checkpoint.data_dir(snapshot, args.data_dir), True, model.levels)
     gradients = mean_loss_gradients(model, dataset, args.batches, args.batchsize, args.seed)
     print(
         f"{path}: {meta['dataset']} at {model.levels} levels; mean loss gradient over {args.batches} batches "

@@ -24,6 +24,7 @@ import torch
 
 from .errors import UserError
 from .files import WriteError, atomic_write, newest
+from .image_data import DEFAULT_DATA_DIR
 from .registry import KINDS, TRAINER_SNAPSHOT, kind_of
 
 FORMAT = 1
@@ -212,3 +213,9 @@ def check_flags(snapshot, flags, source):
                 f"--{name} {value} contradicts {source}, which was trained with "
                 f"--{name} {known[name]}; drop the flag or pass --{name} {known[name]}"
             )
+
+
+def data_dir(snapshot, given=None):
+    """Where a snapshot's data set is read from: `given` (a --data_dir), else the --data_dir of the run that
+    wrote it (trainer snapshots keep the run's flags; model snapshots do not), else train.py's default."""
+    return given or snapshot.get("args", {}).get("data_dir") or DEFAULT_DATA_DIR

@@ -37,6 +37,7 @@ FASHION_MNIST_CLASSES = (
 DIGITS_TEST_FRACTION = 0.2
 FOLDER_IMAGE_SIZE = 32  # --image_size of folder:PATH when not given: CIFAR-10's size
 FOLDER_VAL_FRACTION = 0.1  # share of each class's images held out for validation (at least one image in all)
+DEFAULT_DATA_DIR = "data"  # train.py's --data_dir: where the downloads go
 FOLDER_SPLIT_SEED = 0  # the split depends on the files alone, not on --seed, as digits' does
 
 
